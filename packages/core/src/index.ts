@@ -1,0 +1,29 @@
+/**
+ * `@tapline/core`: the contracts every Tapline driver and frontend shares (reader model, capabilities, driver
+ * plugins, transports, errors), the RxJS pipelines, and the composition root.
+ *
+ * @packageDocumentation
+ */
+export * from './model/errors.js';
+export * from './model/capabilities.js';
+export * from './model/tag.js';
+export * from './model/reader.js';
+export * from './model/driver.js';
+export * from './model/device-source.js';
+export * from './model/platform.js';
+export * from './transport/pcsc.js';
+export * from './transport/usb.js';
+export * from './transport/device-sources.js';
+export * from './transport/pcsc-native.js';
+export * from './transport/usb-native.js';
+export * from './drivers/registry.js';
+export * from './drivers/pcsc-generic.js';
+export * from './pipeline/reader-manager.js';
+export * from './pipeline/wait-for-tag.js';
+export * from './runtime/logger.js';
+export * from './runtime/clock.js';
+export * from './runtime/config.js';
+export * from './runtime/tokens.js';
+export * from './runtime/container.js';
+export * from './util/bytes.js';
+export * from './util/deadline.js';

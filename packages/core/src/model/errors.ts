@@ -1,0 +1,153 @@
+/**
+ * The one error hierarchy of Tapline. Every failure that crosses a package boundary is a {@link TaplineError}
+ * with a stable {@link TaplineErrorCode}, a message a person can act on, an optional hint, and the lower-level
+ * `cause` attached.
+ *
+ * @packageDocumentation
+ */
+
+/**
+ * Stable error codes. They are part of the public contract (CLI output, JSON, logs): never rename one.
+ */
+export const ErrorCode = {
+  /** No reader matched, or the named reader is not attached. */
+  ReaderNotFound: 'READER_NOT_FOUND',
+  /** A reader that was in use went away (unplugged, service restarted). */
+  ReaderGone: 'READER_GONE',
+  /** The tag left the field before the exchange finished. */
+  TagLost: 'TAG_LOST',
+  /** A wait ran out of time. */
+  Timeout: 'TIMEOUT',
+  /** The caller aborted the operation (AbortSignal, Ctrl-C, tag removal upstream). */
+  Aborted: 'ABORTED',
+  /** A native transport (PC/SC binding, pcscd, USB) is missing or not running. */
+  TransportUnavailable: 'TRANSPORT_UNAVAILABLE',
+  /** A reader or tag answered with bytes that do not follow the protocol. */
+  ProtocolError: 'PROTOCOL_ERROR',
+  /** The reader or driver cannot do what was asked (for example ISO 15693 on a PN532). */
+  UnsupportedCapability: 'UNSUPPORTED_CAPABILITY',
+  /** No installed driver has the requested id, or a driver cannot be loaded. */
+  DriverNotFound: 'DRIVER_NOT_FOUND',
+  /** A driver failed to open a device. */
+  DriverFailed: 'DRIVER_FAILED',
+  /** An argument, flag or configuration value is malformed. */
+  InvalidArgument: 'INVALID_ARGUMENT',
+  /** A scan request expired before it could be answered. */
+  RequestExpired: 'REQUEST_EXPIRED',
+  /** A component was asked for that has not been configured (for example the platform client). */
+  NotConfigured: 'NOT_CONFIGURED',
+  /** Any other failure inside Tapline; a bug report is welcome. */
+  Internal: 'INTERNAL',
+} as const;
+
+/** A stable error code; see {@link ErrorCode}. */
+export type TaplineErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Options accepted by every {@link TaplineError} constructor. */
+export interface TaplineErrorOptions {
+  /** The lower-level error or value that caused this one. */
+  readonly cause?: unknown;
+  /** What the person should do next, in one sentence. */
+  readonly hint?: string;
+  /** Machine-readable details (no secrets: they are printed by `--json`). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+const brand = Symbol.for('@tapline/core/TaplineError');
+
+/**
+ * Base class of every Tapline error.
+ *
+ * Use {@link isTaplineError} rather than `instanceof` across package boundaries: two copies of `@tapline/core` in
+ * one process (a community driver with its own copy, say) would otherwise fail `instanceof`.
+ */
+export class TaplineError extends Error {
+  /** The stable code. */
+  readonly code: TaplineErrorCode;
+  /** What to do about it, if there is something to do. */
+  readonly hint: string | undefined;
+  /** Machine-readable details. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: TaplineErrorCode, message: string, options: TaplineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TaplineError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details ?? {};
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  /** A plain object for JSON output: code, message, hint, details, and the cause's message chain. */
+  toJSON(): TaplineErrorJson {
+    const causes: string[] = [];
+    let cause: unknown = this.cause;
+    for (let depth = 0; cause !== undefined && depth < 8; depth++) {
+      causes.push(cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause));
+      cause = cause instanceof Error ? cause.cause : undefined;
+    }
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      ...(Object.keys(this.details).length === 0 ? {} : { details: this.details }),
+      ...(causes.length === 0 ? {} : { causes }),
+    };
+  }
+}
+
+/** The JSON form of a {@link TaplineError}. */
+export interface TaplineErrorJson {
+  readonly code: TaplineErrorCode;
+  readonly message: string;
+  readonly hint?: string;
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly causes?: readonly string[];
+}
+
+/** True when `value` is a {@link TaplineError}, from this copy of core or another. */
+export function isTaplineError(value: unknown): value is TaplineError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+}
+
+/** True when `value` is a {@link TaplineError} with the given code. */
+export function hasErrorCode(value: unknown, code: TaplineErrorCode): value is TaplineError {
+  return isTaplineError(value) && value.code === code;
+}
+
+/**
+ * Wraps anything thrown into a {@link TaplineError}: Tapline errors pass through unchanged, everything else becomes
+ * `fallbackCode` with the original attached as `cause`.
+ */
+export function toTaplineError(
+  value: unknown,
+  fallbackCode: TaplineErrorCode = ErrorCode.Internal,
+  fallbackMessage?: string,
+): TaplineError {
+  if (isTaplineError(value)) return value;
+  const text = value instanceof Error ? value.message : String(value);
+  return new TaplineError(fallbackCode, fallbackMessage ?? text, { cause: value });
+}
+
+/** The error a timed-out wait rejects with. */
+export function timeoutError(what: string, timeoutMs: number, cause?: unknown): TaplineError {
+  return new TaplineError(ErrorCode.Timeout, `${what} did not finish within ${timeoutMs} ms.`, {
+    cause,
+    details: { timeoutMs },
+    hint: 'Hold the tag still on the reader, or raise the limit with --timeout.',
+  });
+}
+
+/** The error an aborted operation rejects with; keeps a Tapline reason (such as TAG_LOST) when there is one. */
+export function abortError(what: string, reason?: unknown): TaplineError {
+  if (isTaplineError(reason)) return reason;
+  return new TaplineError(ErrorCode.Aborted, `${what} was cancelled.`, { cause: reason });
+}
+
+/** The error for a tag that left the field mid-exchange. */
+export function tagLostError(what: string, cause?: unknown): TaplineError {
+  return new TaplineError(ErrorCode.TagLost, `The tag left the reader during ${what}.`, {
+    cause,
+    hint: 'Hold the tag (or the implant) still on the reader until Tapline says it is done, then try again.',
+  });
+}
