@@ -1,4 +1,4 @@
-import { Subject, type Observable } from 'rxjs';
+import { Subject, defer, startWith, type Observable } from 'rxjs';
 import { Capability, sortCapabilities, type FrameCapability } from './capabilities.js';
 import { ErrorCode, TaplineError, tagLostError, toTaplineError } from './errors.js';
 import type { Tag, TagInfo } from './tag.js';
@@ -39,7 +39,10 @@ export interface Reader {
   readonly driverId: string;
   /** What this reader can do. */
   readonly capabilities: ReadonlySet<Capability>;
-  /** Tag arrivals and removals. Hot; completes when the reader closes. */
+  /**
+   * Tag arrivals and removals; completes when the reader closes. A subscriber first receives `tag-arrived` for a tag
+   * already in the field, so a tag resting on the reader before anyone listened is not lost.
+   */
   readonly events$: Observable<ReaderEvent>;
   /** The tag in the field now, if any. */
   readonly currentTag: Tag | undefined;
@@ -103,7 +106,11 @@ export abstract class ReaderBase implements Reader {
     this.logger = options.logger.child({ reader: options.name });
     this.clock = options.clock;
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 2000;
-    this.events$ = this.#events.asObservable();
+    this.events$ = defer(() => {
+      const present = this.#currentTag;
+      const live = this.#events.asObservable();
+      return present ? live.pipe(startWith<ReaderEvent>({ type: 'tag-arrived', tag: present })) : live;
+    });
   }
 
   get currentTag(): Tag | undefined {
@@ -188,8 +195,8 @@ export abstract class ReaderBase implements Reader {
         this.logger.frame('<', answer, { capability });
         return answer;
       } catch (error) {
-        if (presence.aborted) throw tagLostError(`${capability} exchange`, error);
         if (this.#lifetime.signal.aborted) throw this.goneError(error);
+        if (presence.aborted) throw tagLostError(`${capability} exchange`, error);
         throw toTaplineError(error, ErrorCode.ProtocolError);
       }
     });

@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { inject, injectable } from 'tsyringe';
 import { EMPTY, Observable, filter, map, merge, mergeMap, share, type Subscription } from 'rxjs';
 import type { DeviceEvent, DeviceSource } from '../model/device-source.js';
@@ -34,6 +35,9 @@ const OPEN_TIMEOUT_MS = 5000;
  * Turns device sources into readers: picks a driver per device, opens it, closes it when the device goes, and
  * closes everything when the last subscriber leaves. `readers$` and `tags$` are shared: many subscribers, one set
  * of open readers.
+ *
+ * Readers live exactly as long as someone subscribes. Whoever uses a tag after `waitForTag` resolves must hold a
+ * subscription (for instance {@link ReaderManager.hold}) until done, or the tag's reader closes under it.
  */
 @injectable()
 export class ReaderManager {
@@ -61,6 +65,14 @@ export class ReaderManager {
       ),
       share({ resetOnRefCountZero: true }),
     );
+  }
+
+  /**
+   * Keeps the readers open until the returned subscription is unsubscribed; transport trouble is reported to
+   * `onEvent` as it happens.
+   */
+  hold(onEvent: (event: ReadersEvent) => void = () => undefined): Subscription {
+    return this.readers$.subscribe({ next: onEvent, error: () => undefined });
   }
 
   private run(subscriber: {

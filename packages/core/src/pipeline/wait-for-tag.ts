@@ -11,7 +11,11 @@ export interface WaitForTagOptions {
   readonly scheduler?: SchedulerLike;
 }
 
-/** Resolves with the next tag that arrives on any reader. */
+/**
+ * Resolves with the next tag that arrives on any reader (or the one already resting on a reader). Hold a
+ * subscription to the readers (`ReaderManager.hold`) while you use the tag: this function unsubscribes when it
+ * resolves.
+ */
 export async function waitForTag(tags$: Observable<TagEvent>, options: WaitForTagOptions): Promise<Tag> {
   const { timeoutMs, signal, scheduler = asyncScheduler } = options;
   if (signal?.aborted) throw abortError('Waiting for a tag', signal.reason);

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, TaplineError, bytesEqual, concatBytes, fromHex, toHex, toSpacedHex, withDeadline } from '../src/index.js';
+
+describe('withDeadline', () => {
+  it('resolves with the operation result and clears its timer', async () => {
+    await expect(withDeadline({ what: 'x', timeoutMs: 1000 }, () => Promise.resolve(7))).resolves.toBe(7);
+  });
+
+  it('times out an operation that ignores its signal, and aborts that signal', async () => {
+    let seen: AbortSignal | undefined;
+    const started = Date.now();
+    const result = withDeadline({ what: 'Reading the ATR', timeoutMs: 20 }, (signal) => {
+      seen = signal;
+      return new Promise<never>(() => undefined);
+    });
+    await expect(result).rejects.toMatchObject({ code: ErrorCode.Timeout, message: 'Reading the ATR did not finish within 20 ms.' });
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(seen?.aborted).toBe(true);
+  });
+
+  it('keeps a Tapline abort reason and wraps any other as ABORTED', async () => {
+    const lost = new TaplineError(ErrorCode.TagLost, 'gone');
+    const a = new AbortController();
+    const pending = withDeadline({ what: 'x', timeoutMs: 1000, signal: a.signal }, () => new Promise<never>(() => undefined));
+    a.abort(lost);
+    await expect(pending).rejects.toBe(lost);
+    const b = new AbortController();
+    b.abort();
+    await expect(withDeadline({ what: 'x', timeoutMs: 1000, signal: b.signal }, () => Promise.resolve(1))).rejects.toMatchObject({
+      code: ErrorCode.Aborted,
+    });
+  });
+
+  it('passes an operation failure through unchanged', async () => {
+    const failure = new RangeError('bad');
+    await expect(withDeadline({ what: 'x', timeoutMs: 1000 }, () => Promise.reject(failure))).rejects.toBe(failure);
+  });
+});
+
+describe('bytes', () => {
+  it('converts hex both ways, tolerating separators', () => {
+    expect(toHex(fromHex('04:A1 b2 0xC3'.replace('0x', '')))).toBe('04a1b2c3');
+    expect(toHex(fromHex('0x04A1'))).toBe('04a1');
+    expect(toSpacedHex(Uint8Array.of(0xff, 0xca, 0, 0, 0))).toBe('FF CA 00 00 00');
+    expect(toSpacedHex(new Uint8Array())).toBe('');
+  });
+
+  it('rejects malformed hex with INVALID_ARGUMENT', () => {
+    expect(() => fromHex('abc')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
+    expect(() => fromHex('zz')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
+  });
+
+  it('concatenates and compares', () => {
+    expect(toHex(concatBytes(Uint8Array.of(1), new Uint8Array(), Uint8Array.of(2, 3)))).toBe('010203');
+    expect(bytesEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 2))).toBe(true);
+    expect(bytesEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 3))).toBe(false);
+    expect(bytesEqual(Uint8Array.of(1), Uint8Array.of(1, 2))).toBe(false);
+  });
+});

@@ -1,0 +1,102 @@
+import { Subject } from 'rxjs';
+import {
+  ReaderBase,
+  silentLogger,
+  systemClock,
+  type AttachedDevice,
+  type Capability,
+  type DeviceEvent,
+  type DeviceSource,
+  type FrameCapability,
+  type ReaderDriver,
+  type ReaderFeedback,
+  type Tag,
+  type TagInfo,
+} from '../src/index.js';
+
+/** One scripted exchange: the frame expected (hex) and what to do. */
+export type ScriptedStep =
+  | { readonly expect: string; readonly answer: string; readonly afterMs?: number }
+  | { readonly expect: string; readonly never: true };
+
+/**
+ * A reader whose exchanges follow a script; an unexpected frame fails the exchange (and is recorded), so a test
+ * cannot pass by accident.
+ */
+export class ScriptedReader extends ReaderBase {
+  readonly sent: string[] = [];
+  readonly feedbackLog: ReaderFeedback[] = [];
+  released = 0;
+
+  constructor(
+    private readonly script: ScriptedStep[],
+    capabilities: Iterable<Capability> = ['iso14443-4', 'iso14443a-raw', 'led'],
+    name = 'Scripted Reader',
+  ) {
+    super({ name, driverId: 'scripted', capabilities, logger: silentLogger, clock: systemClock, defaultTimeoutMs: 200 });
+  }
+
+  arrive(info: Partial<TagInfo> = {}): Tag {
+    return this.tagArrived({
+      technology: 'iso14443a',
+      uid: Uint8Array.of(4, 1, 2, 3, 4, 5, 6),
+      protocols: ['iso14443-4', 'iso14443a-raw'],
+      ...info,
+    });
+  }
+
+  leave(): void {
+    this.tagLeft();
+  }
+
+  protected override exchange(_tag: Tag, _c: FrameCapability, frame: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const hex = Buffer.from(frame).toString('hex');
+    this.sent.push(hex);
+    const step = this.script.shift();
+    if (!step || step.expect !== hex) {
+      return Promise.reject(new Error(`unexpected frame ${hex}; script expected ${step?.expect ?? 'nothing'}`));
+    }
+    if ('never' in step) return new Promise(() => undefined);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => resolve(Uint8Array.from(Buffer.from(step.answer, 'hex'))), step.afterMs ?? 0);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        reject(signal.reason as Error);
+      });
+    });
+  }
+
+  protected override applyFeedback(feedback: ReaderFeedback): Promise<void> {
+    this.feedbackLog.push(feedback);
+    return Promise.resolve();
+  }
+
+  protected override release(): Promise<void> {
+    this.released += 1;
+    return Promise.resolve();
+  }
+
+  assertDone(): void {
+    if (this.script.length > 0) throw new Error(`${this.script.length} scripted exchanges not used`);
+  }
+}
+
+/** A device source driven by the test. */
+export function manualSource(transport: DeviceSource['transport'] = 'virtual') {
+  const events = new Subject<DeviceEvent>();
+  const source: DeviceSource = { transport, devices$: events.asObservable() };
+  const device = (name: string, kind = 'test'): AttachedDevice => ({ transport: 'virtual', name, kind, port: name });
+  return { source, events, device };
+}
+
+/** A driver for virtual devices of `kind` whose `open` is given by the test. */
+export function testDriver(id: string, open: ReaderDriver['open'], kind = 'test', score?: number): ReaderDriver {
+  return {
+    id,
+    displayName: `Test ${id}`,
+    description: 'test driver',
+    matches: [{ transport: 'virtual', kind, ...(score === undefined ? {} : { score }) }],
+    capabilities: ['iso14443-4'],
+    open,
+  };
+}
