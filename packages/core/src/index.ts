@@ -4,6 +4,7 @@
  *
  * @packageDocumentation
  */
+import 'reflect-metadata';
 export * from './model/errors.js';
 export * from './model/capabilities.js';
 export * from './model/tag.js';
@@ -17,9 +18,11 @@ export * from './transport/device-sources.js';
 export * from './transport/pcsc-native.js';
 export * from './transport/usb-native.js';
 export * from './drivers/registry.js';
+export * from './drivers/discovery.js';
 export * from './drivers/pcsc-generic.js';
 export * from './pipeline/reader-manager.js';
 export * from './pipeline/wait-for-tag.js';
+export * from './pipeline/scan-requests.js';
 export * from './runtime/logger.js';
 export * from './runtime/clock.js';
 export * from './runtime/config.js';

@@ -121,3 +121,22 @@ describe('ReaderManager', () => {
     hold.unsubscribe();
   });
 });
+
+describe('ReaderManager late subscribers', () => {
+  it('tells a late subscriber about readers attached before it came', async () => {
+    const reader = new ScriptedReader([], ['iso14443-4'], 'Early');
+    const { events, device, manager, hold } = setup([testDriver('ok', () => Promise.resolve(reader))]);
+    events.next({ type: 'attached', device: device('Early') });
+    await tick();
+    const late: string[] = [];
+    const sub = manager.tags$.subscribe((e) => late.push(`${e.type}:${e.tag.readerName}`));
+    const names: string[] = [];
+    const sub2 = manager.readers$.subscribe((e) => names.push(e.type === 'attached' ? e.reader.name : e.type));
+    reader.arrive();
+    expect(late).toEqual(['arrived:Early']);
+    expect(names).toEqual(['Early']);
+    sub.unsubscribe();
+    sub2.unsubscribe();
+    hold.unsubscribe();
+  });
+});

@@ -134,7 +134,7 @@ export function timeoutError(what: string, timeoutMs: number, cause?: unknown): 
   return new TaplineError(ErrorCode.Timeout, `${what} did not finish within ${timeoutMs} ms.`, {
     cause,
     details: { timeoutMs },
-    hint: 'Hold the tag still on the reader, or raise the limit with --timeout.',
+    hint: 'Hold the tag still on the reader, or allow more time (the CLI takes --timeout).',
   });
 }
 

@@ -1,6 +1,19 @@
 import 'reflect-metadata';
 import { inject, injectable } from 'tsyringe';
-import { EMPTY, Observable, filter, map, merge, mergeMap, share, type Subscription } from 'rxjs';
+import {
+  EMPTY,
+  Observable,
+  defer,
+  filter,
+  finalize,
+  map,
+  merge,
+  mergeMap,
+  share,
+  startWith,
+  tap,
+  type Subscription,
+} from 'rxjs';
 import type { DeviceEvent, DeviceSource } from '../model/device-source.js';
 import type { AttachedDevice, ReaderDriver, TransportKind } from '../model/driver.js';
 import { ErrorCode, TaplineError, toTaplineError } from '../model/errors.js';
@@ -45,6 +58,7 @@ export class ReaderManager {
   readonly readers$: Observable<ReadersEvent>;
   /** Tag arrivals and removals on every attached reader. */
   readonly tags$: Observable<TagEvent>;
+  readonly #attached = new Map<Reader, Extract<ReadersEvent, { type: 'attached' }>>();
 
   constructor(
     @inject(Tokens.DeviceSources) private readonly sources: readonly DeviceSource[],
@@ -53,9 +67,16 @@ export class ReaderManager {
     @inject(Tokens.Logger) private readonly logger: Logger,
     @inject(Tokens.Clock) private readonly clock: Clock,
   ) {
-    this.readers$ = new Observable<ReadersEvent>((subscriber) => this.run(subscriber)).pipe(
+    const shared$ = new Observable<ReadersEvent>((subscriber) => this.run(subscriber)).pipe(
+      tap((event) => {
+        if (event.type === 'attached') this.#attached.set(event.reader, event);
+        else if (event.type === 'detached') this.#attached.delete(event.reader);
+      }),
+      finalize(() => this.#attached.clear()),
       share({ resetOnRefCountZero: true, resetOnComplete: true, resetOnError: true }),
     );
+    // A late subscriber first hears of the readers already attached, so that it misses none.
+    this.readers$ = defer(() => shared$.pipe(startWith(...this.#attached.values())));
     this.tags$ = this.readers$.pipe(
       filter((e): e is Extract<ReadersEvent, { type: 'attached' }> => e.type === 'attached'),
       mergeMap(({ reader }) =>

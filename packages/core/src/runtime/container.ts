@@ -52,8 +52,11 @@ export function createContainer(options: ContainerOptions = {}): DependencyConta
 
   c.register(Tokens.Config, { useValue: config });
   c.register(Tokens.Logger, { useValue: logger });
-  c.register(Tokens.Clock, { useValue: options.clock ?? systemClock });
-  c.register(Tokens.Scheduler, { useValue: options.scheduler ?? asyncScheduler });
+  const scheduler = options.scheduler ?? asyncScheduler;
+  // One time source: a test scheduler's virtual time must also be the clock that stamps tags.
+  const clock = options.clock ?? (options.scheduler ? { now: () => scheduler.now() } : systemClock);
+  c.register(Tokens.Clock, { useValue: clock });
+  c.register(Tokens.Scheduler, { useValue: scheduler });
   c.register(Tokens.DriverRegistry, {
     useValue: new DriverRegistry([...(options.withoutGenericPcsc ? [] : [genericPcscDriver]), ...(options.drivers ?? [])], {
       force: config.driver,
