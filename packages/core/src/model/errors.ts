@@ -83,7 +83,7 @@ export class TaplineError extends Error {
     const causes: string[] = [];
     let cause: unknown = this.cause;
     for (let depth = 0; cause !== undefined && depth < 8; depth++) {
-      causes.push(cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause));
+      causes.push(describeCause(cause));
       cause = cause instanceof Error ? cause.cause : undefined;
     }
     return {
@@ -93,6 +93,16 @@ export class TaplineError extends Error {
       ...(Object.keys(this.details).length === 0 ? {} : { details: this.details }),
       ...(causes.length === 0 ? {} : { causes }),
     };
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) return `${cause.name}: ${cause.message}`;
+  if (typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean') return String(cause);
+  try {
+    return JSON.stringify(cause) ?? typeof cause;
+  } catch {
+    return typeof cause;
   }
 }
 

@@ -78,9 +78,9 @@ function readConfigFile(file: string): Partial<TaplineConfig> {
     throw new TaplineError(ErrorCode.InvalidArgument, `Cannot read the config file ${file}.`, { cause: error });
   }
   try {
-    const parsed: unknown = JSON.parse(text);
+    const parsed = JSON.parse(text) as Partial<TaplineConfig> | null;
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
-    return parsed as Partial<TaplineConfig>;
+    return parsed;
   } catch (error) {
     throw new TaplineError(ErrorCode.InvalidArgument, `The config file ${file} is not a JSON object.`, {
       cause: error,

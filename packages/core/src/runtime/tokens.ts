@@ -13,7 +13,7 @@ import type { PlatformClient } from '../model/platform.js';
 export type Token<T> = symbol & { readonly __resolvesTo?: T };
 
 function token<T>(name: string): Token<T> {
-  return Symbol.for(`@tapline/core/${name}`) as Token<T>;
+  return Symbol.for(`@tapline/core/${name}`);
 }
 
 /** The tokens of Tapline's composition root. Resolve them with {@link resolve}. */
