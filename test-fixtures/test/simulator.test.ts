@@ -96,7 +96,9 @@ describe('simulated reader through the container', () => {
     const tagPromise = waitForTag(manager.tags$, { timeoutMs: 1000 });
     field.present(plainIsoDepChip());
     const tag = await tagPromise;
-    const error = (await tag.reader.transmit(tag, 'iso15693', fromHex('26 01 00')).catch((e: unknown) => e)) as TaplineError;
+    const error = (await tag.reader
+      .transmit(tag, 'iso15693', fromHex('26 01 00'))
+      .catch((e: unknown) => e)) as TaplineError;
     expect(error.code).toBe(ErrorCode.UnsupportedCapability);
   });
 

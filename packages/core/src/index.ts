@@ -19,6 +19,7 @@ export * from './transport/pcsc-native.js';
 export * from './transport/usb-native.js';
 export * from './drivers/registry.js';
 export * from './drivers/discovery.js';
+export * from './drivers/pcsc-reader.js';
 export * from './drivers/pcsc-generic.js';
 export * from './pipeline/reader-manager.js';
 export * from './pipeline/wait-for-tag.js';

@@ -18,7 +18,11 @@ describe('config', () => {
 
   it('layers file, environment and overrides, last wins', () => {
     const file = tempFile(JSON.stringify({ driver: 'acr122', reader: 'ACR', exchangeTimeoutMs: 1500, trace: false }));
-    const config = loadConfig({ file, env: { TAPLINE_READER: 'uTrust', TAPLINE_TRACE: '1' }, overrides: { driver: 'pcsc', reader: undefined } });
+    const config = loadConfig({
+      file,
+      env: { TAPLINE_READER: 'uTrust', TAPLINE_TRACE: '1' },
+      overrides: { driver: 'pcsc', reader: undefined },
+    });
     expect(config).toMatchObject({ driver: 'pcsc', reader: 'uTrust', exchangeTimeoutMs: 1500, trace: true });
   });
 

@@ -32,12 +32,18 @@ describe('createContainer', () => {
     const withGeneric = resolve(createContainer({ logger: silentLogger }), Tokens.DriverRegistry);
     expect(withGeneric.list().map((d) => d.id)).toEqual(['pcsc']);
     const custom = testDriver('custom', () => Promise.reject(new Error('unused')));
-    const without = resolve(createContainer({ logger: silentLogger, withoutGenericPcsc: true, drivers: [custom] }), Tokens.DriverRegistry);
+    const without = resolve(
+      createContainer({ logger: silentLogger, withoutGenericPcsc: true, drivers: [custom] }),
+      Tokens.DriverRegistry,
+    );
     expect(without.list().map((d) => d.id)).toEqual(['custom']);
   });
 
   it('watches only the transports some installed driver serves', () => {
-    const pcscOnly = resolve(createContainer({ logger: silentLogger, pcscTransport: idlePcsc, usbTransport: idleUsb }), Tokens.DeviceSources);
+    const pcscOnly = resolve(
+      createContainer({ logger: silentLogger, pcscTransport: idlePcsc, usbTransport: idleUsb }),
+      Tokens.DeviceSources,
+    );
     expect(pcscOnly.map((s) => s.transport)).toEqual(['pcsc']);
     const usbDriver = {
       ...testDriver('usb-thing', () => Promise.reject(new Error('unused'))),
@@ -53,17 +59,24 @@ describe('createContainer', () => {
   });
 
   it('applies the forcing policy from config to the registry', () => {
-    const registry = resolve(createContainer({ logger: silentLogger, config: { driver: 'missing' } }), Tokens.DriverRegistry);
-    expect(() => registry.select({ transport: 'pcsc', name: 'ACS ACR122U PICC Interface 00 00', port: {} as never })).toThrow(
-      expect.objectContaining({ code: ErrorCode.DriverNotFound }),
+    const registry = resolve(
+      createContainer({ logger: silentLogger, config: { driver: 'missing' } }),
+      Tokens.DriverRegistry,
     );
+    expect(() =>
+      registry.select({ transport: 'pcsc', name: 'ACS ACR122U PICC Interface 00 00', port: {} as never }),
+    ).toThrow(expect.objectContaining({ code: ErrorCode.DriverNotFound }));
   });
 
   it('says plainly that no platform client is configured', () => {
     const container = createContainer({ logger: silentLogger });
-    expect(() => resolve(container, Tokens.PlatformClient)).toThrow(expect.objectContaining({ code: ErrorCode.NotConfigured }));
+    expect(() => resolve(container, Tokens.PlatformClient)).toThrow(
+      expect.objectContaining({ code: ErrorCode.NotConfigured }),
+    );
     const client = { baseUrl: new URL('http://127.0.0.1:1/') };
-    expect(resolve(createContainer({ logger: silentLogger, platformClient: client }), Tokens.PlatformClient)).toBe(client);
+    expect(resolve(createContainer({ logger: silentLogger, platformClient: client }), Tokens.PlatformClient)).toBe(
+      client,
+    );
   });
 
   it('keeps containers independent', () => {

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, TaplineError, bytesEqual, concatBytes, fromHex, toHex, toSpacedHex, withDeadline } from '../src/index.js';
+import {
+  ErrorCode,
+  TaplineError,
+  bytesEqual,
+  concatBytes,
+  fromHex,
+  toHex,
+  toSpacedHex,
+  withDeadline,
+} from '../src/index.js';
 
 describe('withDeadline', () => {
   it('resolves with the operation result and clears its timer', async () => {
@@ -13,7 +22,10 @@ describe('withDeadline', () => {
       seen = signal;
       return new Promise<never>(() => undefined);
     });
-    await expect(result).rejects.toMatchObject({ code: ErrorCode.Timeout, message: 'Reading the ATR did not finish within 20 ms.' });
+    await expect(result).rejects.toMatchObject({
+      code: ErrorCode.Timeout,
+      message: 'Reading the ATR did not finish within 20 ms.',
+    });
     expect(Date.now() - started).toBeLessThan(500);
     expect(seen?.aborted).toBe(true);
   });
@@ -21,12 +33,17 @@ describe('withDeadline', () => {
   it('keeps a Tapline abort reason and wraps any other as ABORTED', async () => {
     const lost = new TaplineError(ErrorCode.TagLost, 'gone');
     const a = new AbortController();
-    const pending = withDeadline({ what: 'x', timeoutMs: 1000, signal: a.signal }, () => new Promise<never>(() => undefined));
+    const pending = withDeadline(
+      { what: 'x', timeoutMs: 1000, signal: a.signal },
+      () => new Promise<never>(() => undefined),
+    );
     a.abort(lost);
     await expect(pending).rejects.toBe(lost);
     const b = new AbortController();
     b.abort();
-    await expect(withDeadline({ what: 'x', timeoutMs: 1000, signal: b.signal }, () => Promise.resolve(1))).rejects.toMatchObject({
+    await expect(
+      withDeadline({ what: 'x', timeoutMs: 1000, signal: b.signal }, () => Promise.resolve(1)),
+    ).rejects.toMatchObject({
       code: ErrorCode.Aborted,
     });
   });

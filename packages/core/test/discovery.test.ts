@@ -19,10 +19,22 @@ function fakeNodeModules(): string {
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, type: 'module', ...pkg }));
     for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
   };
-  add('tapline-driver-feitian', { tapline: { drivers: './dist/index.js' } }, { 'dist/index.js': DRIVER_SOURCE('feitian') });
-  add('@acme/tapline-driver-x', { tapline: { drivers: './dist/index.js' } }, { 'dist/index.js': DRIVER_SOURCE('acme-x') });
+  add(
+    'tapline-driver-feitian',
+    { tapline: { drivers: './dist/index.js' }, exports: './dist/index.js' },
+    { 'dist/index.js': DRIVER_SOURCE('feitian') },
+  );
+  add(
+    '@acme/tapline-driver-x',
+    { tapline: { drivers: './dist/index.js' } },
+    { 'dist/index.js': DRIVER_SOURCE('acme-x') },
+  );
   add('left-pad', {}, { 'dist/index.js': 'export default 1;' });
-  add('tapline-driver-broken', { tapline: { drivers: './dist/index.js' } }, { 'dist/index.js': 'export const drivers = [{ id: "b" }];' });
+  add(
+    'tapline-driver-broken',
+    { tapline: { drivers: './dist/index.js' } },
+    { 'dist/index.js': 'export const drivers = [{ id: "b" }];' },
+  );
   return root;
 }
 
@@ -30,7 +42,11 @@ describe('driver discovery', () => {
   it('finds packages that follow the convention, scoped ones included, and nothing else', async () => {
     const root = fakeNodeModules();
     const found = await discoverDriverPackages(root);
-    expect(found.map((p) => p.name)).toEqual(['@acme/tapline-driver-x', 'tapline-driver-broken', 'tapline-driver-feitian']);
+    expect(found.map((p) => p.name)).toEqual([
+      '@acme/tapline-driver-x',
+      'tapline-driver-broken',
+      'tapline-driver-feitian',
+    ]);
     expect(await discoverDriverPackages(join(root, 'missing'))).toEqual([]);
   });
 
@@ -53,5 +69,20 @@ describe('driver discovery', () => {
     const root = fakeNodeModules();
     const drivers = await loadDriverModule('./tapline-driver-feitian/dist/index.js', root);
     expect(drivers.map((d) => d.id)).toEqual(['feitian']);
+  });
+});
+
+describe('loadDriverModule resolution', () => {
+  it('resolves bare package names from the caller, not from core', async () => {
+    const root = fakeNodeModules();
+    // `root` plays the node_modules folder of an application living in its parent directory.
+    const app = mkdtempSync(join(tmpdir(), 'tapline-app-'));
+    const { symlinkSync } = await import('node:fs');
+    symlinkSync(root, join(app, 'node_modules'));
+    const drivers = await loadDriverModule('tapline-driver-feitian', app);
+    expect(drivers.map((d) => d.id)).toEqual(['feitian']);
+    await expect(loadDriverModule('tapline-driver-feitian', tmpdir())).rejects.toMatchObject({
+      code: ErrorCode.DriverNotFound,
+    });
   });
 });

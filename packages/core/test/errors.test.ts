@@ -27,7 +27,11 @@ describe('TaplineError', () => {
 
   it('carries code, hint, details and cause', () => {
     const cause = new Error('SCardTransmit error: Card was removed.(0x80100069)');
-    const error = new TaplineError(ErrorCode.TagLost, 'The tag left.', { cause, hint: 'Hold still.', details: { uid: '04' } });
+    const error = new TaplineError(ErrorCode.TagLost, 'The tag left.', {
+      cause,
+      hint: 'Hold still.',
+      details: { uid: '04' },
+    });
     expect(error).toBeInstanceOf(Error);
     expect(error.code).toBe('TAG_LOST');
     expect(error.cause).toBe(cause);

@@ -33,7 +33,14 @@ export class ScriptedReader extends ReaderBase {
     capabilities: Iterable<Capability> = ['iso14443-4', 'iso14443a-raw', 'led'],
     name = 'Scripted Reader',
   ) {
-    super({ name, driverId: 'scripted', capabilities, logger: silentLogger, clock: systemClock, defaultTimeoutMs: 200 });
+    super({
+      name,
+      driverId: 'scripted',
+      capabilities,
+      logger: silentLogger,
+      clock: systemClock,
+      defaultTimeoutMs: 200,
+    });
   }
 
   arrive(info: Partial<TagInfo> = {}): Tag {
@@ -49,7 +56,12 @@ export class ScriptedReader extends ReaderBase {
     this.tagLeft();
   }
 
-  protected override exchange(_tag: Tag, _c: FrameCapability, frame: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  protected override exchange(
+    _tag: Tag,
+    _c: FrameCapability,
+    frame: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
     const hex = Buffer.from(frame).toString('hex');
     this.sent.push(hex);
     const step = this.script.shift();

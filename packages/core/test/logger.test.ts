@@ -37,7 +37,12 @@ describe('logger', () => {
     for (const secret of ['k-123', 'secret-key', 'Bearer abc', '"at"', '"rt"', '1234', '"s"', '"p"']) {
       expect(text).not.toContain(secret);
     }
-    expect(records[0]!.fields).toMatchObject({ reader: 'ACR122U', uid: '04A1', spinner: 'visible', apiKey: '[redacted]' });
+    expect(records[0]!.fields).toMatchObject({
+      reader: 'ACR122U',
+      uid: '04A1',
+      spinner: 'visible',
+      apiKey: '[redacted]',
+    });
   });
 
   it('traces frames as spaced hex only in trace mode', () => {

@@ -72,7 +72,9 @@ describe('ReaderBase', () => {
     await expect(pending).rejects.toMatchObject({ code: ErrorCode.ReaderGone });
     expect(reader.released).toBe(1);
     expect(reader.closed).toBe(true);
-    await expect(reader.transmit(tag, 'iso14443-4', fromHex('00'))).rejects.toMatchObject({ code: ErrorCode.ReaderGone });
+    await expect(reader.transmit(tag, 'iso14443-4', fromHex('00'))).rejects.toMatchObject({
+      code: ErrorCode.ReaderGone,
+    });
   });
 
   it('refuses empty frames', async () => {

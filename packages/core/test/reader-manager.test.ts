@@ -12,7 +12,12 @@ import { ScriptedReader, manualSource, testDriver } from './helpers.js';
 
 function setup(drivers: readonly ReaderDriver[]) {
   const { source, events, device } = manualSource();
-  const container = createContainer({ config: { transports: [] }, drivers, deviceSources: [source], logger: silentLogger });
+  const container = createContainer({
+    config: { transports: [] },
+    drivers,
+    deviceSources: [source],
+    logger: silentLogger,
+  });
   const manager = container.resolve(ReaderManager);
   const seen: ReadersEvent[] = [];
   const hold = manager.hold((e) => seen.push(e));
@@ -26,11 +31,16 @@ describe('ReaderManager', () => {
     const opened: ScriptedReader[] = [];
     const { events, device, seen, hold } = setup([
       testDriver('weak', () => Promise.reject(new Error('must not be used')), 'test', 10),
-      testDriver('strong', (d) => {
-        const reader = new ScriptedReader([], ['iso14443-4'], d.name);
-        opened.push(reader);
-        return Promise.resolve(reader);
-      }, 'test', 90),
+      testDriver(
+        'strong',
+        (d) => {
+          const reader = new ScriptedReader([], ['iso14443-4'], d.name);
+          opened.push(reader);
+          return Promise.resolve(reader);
+        },
+        'test',
+        90,
+      ),
     ]);
     events.next({ type: 'attached', device: device('R1') });
     await tick();
@@ -103,7 +113,9 @@ describe('ReaderManager', () => {
     events.next({ type: 'attached', device: device('Identiv uTrust 3700 F') });
     events.next({ type: 'attached', device: device('ACS ACR122U PICC Interface 00 00') });
     await tick();
-    expect(seen.map((e) => (e.type === 'attached' ? e.reader.name : e.type))).toEqual(['ACS ACR122U PICC Interface 00 00']);
+    expect(seen.map((e) => (e.type === 'attached' ? e.reader.name : e.type))).toEqual([
+      'ACS ACR122U PICC Interface 00 00',
+    ]);
     hold.unsubscribe();
   });
 
@@ -138,5 +150,39 @@ describe('ReaderManager late subscribers', () => {
     sub.unsubscribe();
     sub2.unsubscribe();
     hold.unsubscribe();
+  });
+});
+
+describe('ReaderManager lifetime', () => {
+  it('release() resolves only after every reader has released its device', async () => {
+    let releaseDone = false;
+    class SlowRelease extends ScriptedReader {
+      protected override async release(): Promise<void> {
+        await tick(30);
+        releaseDone = true;
+      }
+    }
+    const { events, device, manager, hold } = setup([
+      testDriver('ok', () => Promise.resolve(new SlowRelease([], ['iso14443-4'], 'R1'))),
+    ]);
+    events.next({ type: 'attached', device: device('R1') });
+    await tick();
+    const second = manager.hold();
+    hold.unsubscribe();
+    await second.release();
+    expect(releaseDone).toBe(true);
+  });
+
+  it('fails at once when the forced driver is not installed', async () => {
+    const { source } = manualSource();
+    const container = createContainer({
+      config: { transports: [], driver: 'acr122' },
+      deviceSources: [source],
+      logger: silentLogger,
+    });
+    const errors: TaplineError[] = [];
+    container.resolve(ReaderManager).hold(undefined, (e) => errors.push(e));
+    expect(errors.map((e) => e.code)).toEqual([ErrorCode.DriverNotFound]);
+    expect(errors[0]!.hint).toContain('pcsc');
   });
 });

@@ -3,8 +3,7 @@ import type { VirtualChip } from './virtual-chip.js';
 
 /** One step of a tap script: at `atMs` after the script starts, put a chip on the reader or take it off. */
 export type SimulationStep =
-  | { readonly atMs: number; readonly present: VirtualChip }
-  | { readonly atMs: number; readonly remove: true };
+  { readonly atMs: number; readonly present: VirtualChip } | { readonly atMs: number; readonly remove: true };
 
 /** Options of {@link SimulatedField}. */
 export interface SimulatedFieldOptions {

@@ -1,5 +1,6 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { ALL_CAPABILITIES } from '../model/capabilities.js';
 import type { ReaderDriver } from '../model/driver.js';
@@ -77,21 +78,26 @@ export function assertReaderDriver(value: unknown, source: string): asserts valu
   if (typeof d.displayName !== 'string') fail(`driver ${String(d.id)} has no displayName`);
   if (typeof d.open !== 'function') fail(`driver ${String(d.id)} has no open()`);
   if (!Array.isArray(d.matches)) fail(`driver ${String(d.id)} has no matches array`);
-  if (!Array.isArray(d.capabilities) || d.capabilities.some((c) => !(ALL_CAPABILITIES as readonly unknown[]).includes(c))) {
+  if (
+    !Array.isArray(d.capabilities) ||
+    d.capabilities.some((c) => !(ALL_CAPABILITIES as readonly unknown[]).includes(c))
+  ) {
     fail(`driver ${String(d.id)} declares unknown capabilities`);
   }
 }
 
 /**
- * Imports a driver module (a package name, a path, or a `file:` URL) and returns its `drivers` export (or its
+ * Imports a driver module (a package name resolved from `from`, a path relative to it, or a `file:` URL) and returns its `drivers` export (or its
  * default export when that is a driver or an array of drivers). Fails with `DRIVER_NOT_FOUND` when the module is
  * missing or exports no valid driver.
  */
-export async function loadDriverModule(specifier: string, from: string = process.cwd()): Promise<readonly ReaderDriver[]> {
-  const target = /^(\.{1,2}\/|\/|[A-Za-z]:\\)/.test(specifier) ? pathToFileURL(resolvePath(from, specifier)).href : specifier;
+export async function loadDriverModule(
+  specifier: string,
+  from: string = process.cwd(),
+): Promise<readonly ReaderDriver[]> {
   let module: Record<string, unknown>;
   try {
-    module = (await import(target)) as Record<string, unknown>;
+    module = (await import(resolveFrom(specifier, from))) as Record<string, unknown>;
   } catch (error) {
     throw new TaplineError(ErrorCode.DriverNotFound, `Cannot load the driver module "${specifier}".`, {
       cause: error,
@@ -107,6 +113,16 @@ export async function loadDriverModule(specifier: string, from: string = process
   }
   for (const driver of list) assertReaderDriver(driver, `The module "${specifier}"`);
   return list as ReaderDriver[];
+}
+
+/**
+ * Resolves `specifier` the way `from` would see it: paths relative to `from`, bare names from `from`'s node_modules
+ * (a driver the user installed is not a dependency of core, so core's own resolution would not find it).
+ */
+function resolveFrom(specifier: string, from: string): string {
+  if (specifier.startsWith('file:')) return specifier;
+  if (/^(\.{1,2}\/|\/|[A-Za-z]:\\)/.test(specifier)) return pathToFileURL(resolvePath(from, specifier)).href;
+  return pathToFileURL(createRequire(join(resolvePath(from), 'noop.js')).resolve(specifier)).href;
 }
 
 /** Loads every driver package found by {@link discoverDriverPackages}; packages that fail are reported, not fatal. */

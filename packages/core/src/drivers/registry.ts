@@ -37,7 +37,10 @@ export class DriverRegistry {
   /** Adds a driver. A second driver with the same id is refused with `INVALID_ARGUMENT`. */
   register(driver: ReaderDriver): void {
     if (!DRIVER_ID.test(driver.id)) {
-      throw new TaplineError(ErrorCode.InvalidArgument, `Driver id "${driver.id}" must be lower-case letters, digits and dashes.`);
+      throw new TaplineError(
+        ErrorCode.InvalidArgument,
+        `Driver id "${driver.id}" must be lower-case letters, digits and dashes.`,
+      );
     }
     const existing = this.#drivers.get(driver.id);
     if (existing === driver) return;
@@ -71,6 +74,16 @@ export class DriverRegistry {
       });
     }
     return driver;
+  }
+
+  /**
+   * Checks that every driver id the policy forces is installed; fails with `DRIVER_NOT_FOUND` otherwise, so that a
+   * typo in `--driver` is an error at once rather than a reader that never appears.
+   */
+  assertPolicy(): void {
+    for (const id of [this.policy.force, ...Object.values(this.policy.perReader ?? {})]) {
+      if (id !== undefined) this.require(id);
+    }
   }
 
   /** Every driver that matches `device`, best first. */

@@ -6,7 +6,12 @@ import type { TaplineError } from './errors.js';
 export type DeviceEvent =
   | { readonly type: 'attached'; readonly device: AttachedDevice }
   | { readonly type: 'detached'; readonly transport: TransportKind; readonly name: string }
-  | { readonly type: 'unavailable'; readonly transport: TransportKind; readonly error: TaplineError; readonly retryInMs?: number };
+  | {
+      readonly type: 'unavailable';
+      readonly transport: TransportKind;
+      readonly error: TaplineError;
+      readonly retryInMs?: number;
+    };
 
 /**
  * Where devices come from: the PC/SC service, the USB bus, the simulator. `devices$` is cold; subscribing starts

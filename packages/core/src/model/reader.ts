@@ -25,8 +25,7 @@ export interface ReaderFeedback {
 
 /** A tag arriving at or leaving a reader. */
 export type ReaderEvent =
-  | { readonly type: 'tag-arrived'; readonly tag: Tag }
-  | { readonly type: 'tag-left'; readonly tag: Tag };
+  { readonly type: 'tag-arrived'; readonly tag: Tag } | { readonly type: 'tag-left'; readonly tag: Tag };
 
 /**
  * A contactless reader, as every layer above the drivers sees it. Obtain readers from the pipeline's `readers$`
@@ -189,8 +188,9 @@ export abstract class ReaderBase implements Reader {
       const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
       this.logger.frame('>', frame, { capability });
       try {
-        const answer = await withDeadline({ what: `${capability} exchange with ${this.name}`, timeoutMs, signal }, (s) =>
-          this.exchange(tag, capability, frame, s),
+        const answer = await withDeadline(
+          { what: `${capability} exchange with ${this.name}`, timeoutMs, signal },
+          (s) => this.exchange(tag, capability, frame, s),
         );
         this.logger.frame('<', answer, { capability });
         return answer;

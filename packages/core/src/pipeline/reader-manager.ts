@@ -38,6 +38,11 @@ export type ReadersEvent =
       readonly retryInMs?: number;
     };
 
+/** A subscription that keeps readers open; `release()` also waits until every reader has let go of its device. */
+export interface ReaderHold extends Subscription {
+  release(): Promise<void>;
+}
+
 /** A tag arriving or leaving any reader. */
 export type TagEvent = { readonly type: 'arrived'; readonly tag: Tag } | { readonly type: 'left'; readonly tag: Tag };
 
@@ -59,6 +64,8 @@ export class ReaderManager {
   /** Tag arrivals and removals on every attached reader. */
   readonly tags$: Observable<TagEvent>;
   readonly #attached = new Map<Reader, Extract<ReadersEvent, { type: 'attached' }>>();
+  /** Closes in progress, so that {@link ReaderManager.settled} can wait for them. */
+  readonly #closing = new Set<Promise<void>>();
 
   constructor(
     @inject(Tokens.DeviceSources) private readonly sources: readonly DeviceSource[],
@@ -81,7 +88,9 @@ export class ReaderManager {
       filter((e): e is Extract<ReadersEvent, { type: 'attached' }> => e.type === 'attached'),
       mergeMap(({ reader }) =>
         reader.events$.pipe(
-          map((e): TagEvent => (e.type === 'tag-arrived' ? { type: 'arrived', tag: e.tag } : { type: 'left', tag: e.tag })),
+          map((e): TagEvent =>
+            e.type === 'tag-arrived' ? { type: 'arrived', tag: e.tag } : { type: 'left', tag: e.tag },
+          ),
         ),
       ),
       share({ resetOnRefCountZero: true }),
@@ -92,14 +101,28 @@ export class ReaderManager {
    * Keeps the readers open until the returned subscription is unsubscribed; transport trouble is reported to
    * `onEvent` as it happens.
    */
-  hold(onEvent: (event: ReadersEvent) => void = () => undefined): Subscription {
-    return this.readers$.subscribe({ next: onEvent, error: () => undefined });
+  hold(
+    onEvent: (event: ReadersEvent) => void = () => undefined,
+    onError: (error: TaplineError) => void = () => undefined,
+  ): ReaderHold {
+    const subscription = this.readers$.subscribe({
+      next: onEvent,
+      error: (error: unknown) => onError(toTaplineError(error, ErrorCode.TransportUnavailable)),
+    });
+    return Object.assign(subscription, {
+      release: async (): Promise<void> => {
+        subscription.unsubscribe();
+        await this.settled();
+      },
+    });
   }
 
-  private run(subscriber: {
-    next(event: ReadersEvent): void;
-    error(error: unknown): void;
-  }): () => void {
+  /** Resolves once every reader this manager closed has finished releasing its device. */
+  async settled(): Promise<void> {
+    while (this.#closing.size > 0) await Promise.allSettled([...this.#closing]);
+  }
+
+  private run(subscriber: { next(event: ReadersEvent): void; error(error: unknown): void }): () => void {
     const open = new Map<string, Promise<Reader | undefined>>();
     let stopped = false;
     const key = (transport: TransportKind, name: string): string => `${transport}\u0000${name}`;
@@ -118,7 +141,7 @@ export class ReaderManager {
             return undefined;
           }
           if (stopped || open.get(id) !== opening) {
-            void result.reader.close();
+            this.track(result.reader.close());
             return undefined;
           }
           subscriber.next(result);
@@ -134,11 +157,13 @@ export class ReaderManager {
       const opening = open.get(id);
       if (!opening) return;
       open.delete(id);
-      void opening.then(async (reader) => {
-        if (!reader) return;
-        await reader.close();
-        if (!stopped) subscriber.next({ type: 'detached', reader });
-      });
+      this.track(
+        opening.then(async (reader) => {
+          if (!reader) return;
+          await reader.close();
+          if (!stopped) subscriber.next({ type: 'detached', reader });
+        }),
+      );
     };
 
     const onEvent = (event: DeviceEvent): void => {
@@ -152,7 +177,8 @@ export class ReaderManager {
         case 'unavailable':
           // The transport is gone (pcscd stopped, say): its readers are gone with it.
           for (const id of [...open.keys()]) {
-            if (id.startsWith(`${event.transport}\u0000`)) detach(event.transport, id.slice(event.transport.length + 1));
+            if (id.startsWith(`${event.transport}\u0000`))
+              detach(event.transport, id.slice(event.transport.length + 1));
           }
           subscriber.next({
             type: 'transport-unavailable',
@@ -164,7 +190,15 @@ export class ReaderManager {
       }
     };
 
-    const subscription: Subscription = (this.sources.length === 0 ? EMPTY : merge(...this.sources.map((s) => s.devices$))).subscribe({
+    try {
+      this.registry.assertPolicy();
+    } catch (error) {
+      subscriber.error(error);
+      return () => undefined;
+    }
+    const subscription: Subscription = (
+      this.sources.length === 0 ? EMPTY : merge(...this.sources.map((s) => s.devices$))
+    ).subscribe({
       next: onEvent,
       error: (error: unknown) => subscriber.error(toTaplineError(error, ErrorCode.TransportUnavailable)),
     });
@@ -172,9 +206,14 @@ export class ReaderManager {
     return () => {
       stopped = true;
       subscription.unsubscribe();
-      for (const opening of open.values()) void opening.then((reader) => reader?.close());
+      for (const opening of open.values()) this.track(opening.then((reader) => reader?.close()));
       open.clear();
     };
+  }
+
+  private track(closing: Promise<void>): void {
+    const tracked = closing.catch(() => undefined).finally(() => this.#closing.delete(tracked));
+    this.#closing.add(tracked);
   }
 
   private async openDevice(device: AttachedDevice): Promise<ReadersEvent | { readonly type: 'ignored' }> {
@@ -210,9 +249,19 @@ export class ReaderManager {
       return { type: 'attached', reader, driver, forced };
     } catch (error) {
       // A driver that answers after the deadline must not leave its device open.
-      opening.then((late) => late.close(), () => undefined);
-      const cause = toTaplineError(error, ErrorCode.DriverFailed, `Driver ${driver.id} could not open "${device.name}".`);
-      logger.warn('driver failed to open a device', { name: device.name, error: cause });
+      this.track(
+        opening.then(
+          (late) => late.close(),
+          () => undefined,
+        ),
+      );
+      const cause = toTaplineError(
+        error,
+        ErrorCode.DriverFailed,
+        `Driver ${driver.id} could not open "${device.name}".`,
+      );
+      // Reported to subscribers as a `skipped` event; a warning here would say it twice.
+      logger.debug('driver failed to open a device', { name: device.name, error: cause });
       return { type: 'skipped', transport: device.transport, name: device.name, error: cause };
     }
   }

@@ -1,4 +1,14 @@
-import { filter, firstValueFrom, map, timeout, type Observable, type SchedulerLike, asyncScheduler, takeUntil, fromEvent } from 'rxjs';
+import {
+  filter,
+  firstValueFrom,
+  map,
+  timeout,
+  type Observable,
+  type SchedulerLike,
+  asyncScheduler,
+  takeUntil,
+  fromEvent,
+} from 'rxjs';
 import { ErrorCode, TaplineError, abortError } from '../model/errors.js';
 import type { Tag } from '../model/tag.js';
 import type { TagEvent } from './reader-manager.js';
@@ -28,7 +38,7 @@ export async function waitForTag(tags$: Observable<TagEvent>, options: WaitForTa
       scheduler,
       with: () => {
         throw new TaplineError(ErrorCode.Timeout, `No tag was presented within ${timeoutMs} ms.`, {
-          hint: 'Hold the tag flat on the reader (implants: find the sweet spot, it can be a few millimetres), or raise --timeout.',
+          hint: 'Hold the tag flat on the reader (implants: find the sweet spot, it can be a few millimetres), or allow more time (the CLI takes --timeout).',
           details: { timeoutMs },
         });
       },

@@ -34,7 +34,10 @@ export const DEFAULT_CONFIG: TaplineConfig = Object.freeze<TaplineConfig>({
 });
 
 /** The per-user configuration directory: `$XDG_CONFIG_HOME/tapline`, `%APPDATA%\tapline`, or `~/Library/Preferences/tapline`. */
-export function configDirectory(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
+export function configDirectory(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): string {
   if (env['TAPLINE_CONFIG_DIR']) return env['TAPLINE_CONFIG_DIR'];
   if (platform === 'win32') return join(env['APPDATA'] ?? join(homedir(), 'AppData', 'Roaming'), 'tapline');
   if (platform === 'darwin') return join(homedir(), 'Library', 'Preferences', 'tapline');
@@ -62,7 +65,10 @@ export function loadConfig(options: LoadConfigOptions = {}): TaplineConfig {
   const fromEnv: Partial<TaplineConfig> = {
     driver: env['TAPLINE_DRIVER'] || undefined,
     reader: env['TAPLINE_READER'] || undefined,
-    trace: env['TAPLINE_TRACE'] !== undefined && !['', '0', 'false'].includes(env['TAPLINE_TRACE'].toLowerCase()) ? true : undefined,
+    trace:
+      env['TAPLINE_TRACE'] !== undefined && !['', '0', 'false'].includes(env['TAPLINE_TRACE'].toLowerCase())
+        ? true
+        : undefined,
     logLevel: env['TAPLINE_LOG_LEVEL'] ? (env['TAPLINE_LOG_LEVEL'].toLowerCase() as LogLevel) : undefined,
   };
   const merged = { ...DEFAULT_CONFIG, ...defined(fromFile), ...defined(fromEnv), ...defined(options.overrides ?? {}) };
@@ -97,7 +103,8 @@ function validate(config: TaplineConfig, where: string): TaplineConfig {
   const bad = (key: string, expected: string): never => {
     throw new TaplineError(ErrorCode.InvalidArgument, `Config value "${key}" in ${where} must be ${expected}.`);
   };
-  if (!Number.isInteger(config.exchangeTimeoutMs) || config.exchangeTimeoutMs <= 0) bad('exchangeTimeoutMs', 'a positive integer');
+  if (!Number.isInteger(config.exchangeTimeoutMs) || config.exchangeTimeoutMs <= 0)
+    bad('exchangeTimeoutMs', 'a positive integer');
   if (!LOG_LEVELS.includes(config.logLevel)) bad('logLevel', LOG_LEVELS.join(', '));
   if (typeof config.trace !== 'boolean') bad('trace', 'true or false');
   if (config.driver !== undefined && typeof config.driver !== 'string') bad('driver', 'a driver id');
@@ -109,7 +116,10 @@ function validate(config: TaplineConfig, where: string): TaplineConfig {
     bad('transports', 'an array of "pcsc" and "usb"');
   }
   if (config.readerDrivers !== undefined) {
-    if (typeof config.readerDrivers !== 'object' || Object.values(config.readerDrivers).some((v) => typeof v !== 'string')) {
+    if (
+      typeof config.readerDrivers !== 'object' ||
+      Object.values(config.readerDrivers).some((v) => typeof v !== 'string')
+    ) {
       bad('readerDrivers', 'an object of reader-name fragment to driver id');
     }
   }

@@ -58,10 +58,13 @@ export function createContainer(options: ContainerOptions = {}): DependencyConta
   c.register(Tokens.Clock, { useValue: clock });
   c.register(Tokens.Scheduler, { useValue: scheduler });
   c.register(Tokens.DriverRegistry, {
-    useValue: new DriverRegistry([...(options.withoutGenericPcsc ? [] : [genericPcscDriver]), ...(options.drivers ?? [])], {
-      force: config.driver,
-      perReader: config.readerDrivers,
-    }),
+    useValue: new DriverRegistry(
+      [...(options.withoutGenericPcsc ? [] : [genericPcscDriver]), ...(options.drivers ?? [])],
+      {
+        force: config.driver,
+        perReader: config.readerDrivers,
+      },
+    ),
   });
   c.register(Tokens.PcscTransport, {
     useFactory: instanceCachingFactory(() => options.pcscTransport ?? createNativePcscTransport({ logger })),

@@ -97,7 +97,9 @@ export function streamSink(stream: NodeJS.WritableStream = process.stderr): LogS
 /** A sink that writes one JSON object per line. */
 export function jsonLinesSink(stream: NodeJS.WritableStream = process.stderr): LogSink {
   return (record) => {
-    stream.write(`${JSON.stringify({ time: new Date(record.time).toISOString(), level: record.level, message: record.message, ...record.fields })}\n`);
+    stream.write(
+      `${JSON.stringify({ time: new Date(record.time).toISOString(), level: record.level, message: record.message, ...record.fields })}\n`,
+    );
   };
 }
 

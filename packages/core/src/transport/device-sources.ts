@@ -1,4 +1,15 @@
-import { Observable, catchError, concat, defer, map, of, retry, throwError, timer, type SchedulerLike } from 'rxjs';
+import {
+  type Observable,
+  catchError,
+  concat,
+  defer,
+  map,
+  of,
+  retry,
+  throwError,
+  timer,
+  type SchedulerLike,
+} from 'rxjs';
 import type { DeviceEvent, DeviceSource } from '../model/device-source.js';
 import type { TransportKind } from '../model/driver.js';
 import { ErrorCode, toTaplineError } from '../model/errors.js';
@@ -26,11 +37,13 @@ export interface DeviceSourceOptions {
   readonly backoff?: BackoffOptions;
 }
 
-/** The delay before retry number `attempt` (1-based): doubling from `initialMs`, capped, with jitter. */
+/** The delay before retry number `attempt` (1-based): doubling from `initialMs`, capped, with jitter; at least 1 ms. */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
   const { initialMs = 1000, maxMs = 30_000, jitter = 0.2, random = Math.random } = options;
   const base = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(base * (1 - jitter + 2 * jitter * random()));
+  const spread = Math.min(1, Math.max(0, jitter));
+  // Never 0: a zero delay would re-subscribe a failing transport in a tight loop.
+  return Math.max(1, Math.round(base * (1 - spread + 2 * spread * random())));
 }
 
 /**
@@ -42,22 +55,28 @@ function resilient(
   events$: Observable<DeviceEvent>,
   options: DeviceSourceOptions,
 ): Observable<DeviceEvent> {
-  let attempt = 0;
-  return defer(() => events$).pipe(
-    map((event) => {
-      if (event.type === 'attached') attempt = 0;
-      return event;
-    }),
-    catchError((error: unknown) => {
-      attempt += 1;
-      const failure = toTaplineError(error, ErrorCode.TransportUnavailable);
-      const retryInMs = backoffDelay(attempt, options.backoff);
-      options.logger.debug('transport unavailable, will retry', { transport, retryInMs, code: failure.code });
-      // Announce the outage, then fail so that `retry` re-subscribes after the delay.
-      return concat(of<DeviceEvent>({ type: 'unavailable', transport, error: failure, retryInMs }), throwError(() => retryInMs));
-    }),
-    retry({ delay: (retryInMs: number) => timer(retryInMs, options.scheduler) }),
-  );
+  // The attempt count belongs to one subscription: a later subscriber must not inherit an old outage's backoff.
+  return defer(() => {
+    let attempt = 0;
+    return defer(() => events$).pipe(
+      map((event) => {
+        if (event.type === 'attached') attempt = 0;
+        return event;
+      }),
+      catchError((error: unknown) => {
+        attempt += 1;
+        const failure = toTaplineError(error, ErrorCode.TransportUnavailable);
+        const retryInMs = backoffDelay(attempt, options.backoff);
+        options.logger.debug('transport unavailable, will retry', { transport, retryInMs, code: failure.code });
+        // Announce the outage, then fail so that `retry` re-subscribes after the delay.
+        return concat(
+          of<DeviceEvent>({ type: 'unavailable', transport, error: failure, retryInMs }),
+          throwError(() => retryInMs),
+        );
+      }),
+      retry({ delay: (retryInMs: number) => timer(retryInMs, options.scheduler) }),
+    );
+  });
 }
 
 /** Devices from the PC/SC service. */
@@ -74,7 +93,13 @@ export function pcscDeviceSource(pcsc: PcscTransport, options: DeviceSourceOptio
 
 /** Devices from the USB bus. */
 export function usbDeviceSource(usb: UsbTransport, options: DeviceSourceOptions): DeviceSource {
-  const nameOf = (d: { manufacturerName?: string | undefined; productName?: string | undefined; vendorId: number; productId: number; serialNumber?: string | undefined }): string => {
+  const nameOf = (d: {
+    manufacturerName?: string | undefined;
+    productName?: string | undefined;
+    vendorId: number;
+    productId: number;
+    serialNumber?: string | undefined;
+  }): string => {
     const label = [d.manufacturerName, d.productName].filter(Boolean).join(' ') || 'USB device';
     return `${label} (${usbId(d.vendorId, d.productId)}${d.serialNumber ? ` ${d.serialNumber}` : ''})`;
   };

@@ -59,8 +59,7 @@ export interface PcscReaderPort {
 
 /** A reader attaching or detaching. After a pcscd restart every reader detaches and attaches again. */
 export type PcscReaderEvent =
-  | { readonly type: 'attached'; readonly reader: PcscReaderPort }
-  | { readonly type: 'detached'; readonly name: string };
+  { readonly type: 'attached'; readonly reader: PcscReaderPort } | { readonly type: 'detached'; readonly name: string };
 
 /**
  * The PC/SC transport. `readers$` is cold: subscribing establishes a context (and loads the native binding);

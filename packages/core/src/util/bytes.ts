@@ -7,7 +7,9 @@ export function toHex(bytes: Uint8Array): string {
 
 /** Bytes as spaced upper-case hex (`04 A1 B2`), the form datasheets and trace logs use. */
 export function toSpacedHex(bytes: Uint8Array): string {
-  return toHex(bytes).toUpperCase().replace(/(..)(?!$)/g, '$1 ');
+  return toHex(bytes)
+    .toUpperCase()
+    .replace(/(..)(?!$)/g, '$1 ');
 }
 
 /**
