@@ -29,5 +29,6 @@ export * from './runtime/clock.js';
 export * from './runtime/config.js';
 export * from './runtime/tokens.js';
 export * from './runtime/container.js';
+export * from './crypto/aes.js';
 export * from './util/bytes.js';
 export * from './util/deadline.js';

@@ -36,6 +36,12 @@ export const ErrorCode = {
   RequestExpired: 'REQUEST_EXPIRED',
   /** A component was asked for that has not been configured (for example the platform client). */
   NotConfigured: 'NOT_CONFIGURED',
+  /** A tag refused a command with an error status (ISO 7816 SW, NXP `91xx`, ISO 15693 error flag). */
+  TagStatus: 'TAG_STATUS',
+  /** Mutual authentication with a tag failed (wrong key, or the tag's proof did not match). */
+  AuthenticationFailed: 'AUTHENTICATION_FAILED',
+  /** A MAC or checksum on a tag's answer did not verify: the answer was corrupted or forged. */
+  IntegrityError: 'INTEGRITY_ERROR',
   /** Any other failure inside Tapline; a bug report is welcome. */
   Internal: 'INTERNAL',
 } as const;
