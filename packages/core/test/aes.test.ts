@@ -44,10 +44,14 @@ describe('AES-CMAC (RFC 4493 vectors)', () => {
 
   it('gives the same CMAC from a reused key object and a fresh one (property)', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.array(fc.uint8Array({ maxLength: 70 }), { maxLength: 5 }), (k, messages) => {
-        const reused = new AesKey(k);
-        for (const m of messages) expect(toHex(reused.cmac(m))).toBe(toHex(aesCmac(k, m)));
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.array(fc.uint8Array({ maxLength: 70 }), { maxLength: 5 }),
+        (k, messages) => {
+          const reused = new AesKey(k);
+          for (const m of messages) expect(toHex(reused.cmac(m))).toBe(toHex(aesCmac(k, m)));
+        },
+      ),
     );
   });
 });
@@ -62,12 +66,17 @@ describe('AES modes', () => {
 
   it('round-trips ECB and CBC for whole blocks and refuses partial ones', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 1, max: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 }), (k, n, iv) => {
-        const key = new AesKey(k);
-        const data = new Uint8Array(16 * n).map((_, i) => (i * 7 + k[0]!) & 0xff);
-        expect(key.decryptEcb(key.encryptEcb(data))).toEqual(data);
-        expect(key.decryptCbc(key.encryptCbc(data, iv), iv)).toEqual(data);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        (k, n, iv) => {
+          const key = new AesKey(k);
+          const data = new Uint8Array(16 * n).map((_, i) => (i * 7 + k[0]!) & 0xff);
+          expect(key.decryptEcb(key.encryptEcb(data))).toEqual(data);
+          expect(key.decryptCbc(key.encryptCbc(data, iv), iv)).toEqual(data);
+        },
+      ),
     );
     expect(() => new AesKey(new Uint8Array(16)).encryptCbc(new Uint8Array(15))).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT' }),

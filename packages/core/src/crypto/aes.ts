@@ -95,7 +95,8 @@ function cmacSubkeys(l: Uint8Array): readonly [Uint8Array, Uint8Array] {
 /** Multiplication by x in GF(2^128) with the CMAC polynomial (Rb = 0x87). */
 function doubleBlock(block: Uint8Array): Uint8Array {
   const out = new Uint8Array(AES_BLOCK);
-  for (let i = 0; i < AES_BLOCK; i++) out[i] = ((block[i]! << 1) | (i + 1 < AES_BLOCK ? block[i + 1]! >>> 7 : 0)) & 0xff;
+  for (let i = 0; i < AES_BLOCK; i++)
+    out[i] = ((block[i]! << 1) | (i + 1 < AES_BLOCK ? block[i + 1]! >>> 7 : 0)) & 0xff;
   if (block[0]! & 0x80) out[AES_BLOCK - 1]! ^= 0x87;
   return out;
 }

@@ -1,0 +1,3 @@
+export * from './status.js';
+export * from './apdu.js';
+export * from './channel.js';
