@@ -11,6 +11,7 @@ export * from './sim/virtual-chip.js';
 export * from './sim/simulated-field.js';
 export * from './sim/sim-driver.js';
 export * from './sim/simulation.js';
+export * from './chips/index.js';
 
 /** The drivers this package provides (the driver-package convention). */
 export const drivers: readonly ReaderDriver[] = [simDriver];

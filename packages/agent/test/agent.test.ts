@@ -38,7 +38,7 @@ describe('runAgent', () => {
     expect(summary).toEqual({ reason: 'idle', answered: 2, failed: 0, pending: 0 });
     const completed = lines.filter((l) => l.event === 'completed');
     expect(completed.map((l) => l['request'])).toEqual(['sim-1', 'sim-2']);
-    expect(completed.map((l) => l['result'])).toEqual(['04a1b2c3d4e5f6', '04a1b2c3d4e5f6']);
+    expect(completed.map((l) => l['result'])).toEqual(['04517ca23b6e80', '04517ca23b6e80']);
     const scanEvents = lines.map((l) => l.event).filter((e) => e !== 'reader-attached');
     expect(scanEvents).toEqual(['ready', 'started', 'completed', 'ready', 'started', 'completed', 'idle', 'stopped']);
   });
@@ -130,7 +130,7 @@ describe('tapline-agent', () => {
     const run = await spawnAgent(['--sim', '--sim-requests', '1', '--exit-when-idle', '--json']);
     expect(run.code, run.stderr).toBe(0);
     const lines = jsonLines(run.stdout);
-    expect(lines.find((l) => l.event === 'completed')).toMatchObject({ request: 'sim-1', result: '04a1b2c3d4e5f6' });
+    expect(lines.find((l) => l.event === 'completed')).toMatchObject({ request: 'sim-1', result: '04517ca23b6e80' });
     expect(lines.at(-1)).toMatchObject({ event: 'stopped', reason: 'idle', answered: 1 });
   });
 

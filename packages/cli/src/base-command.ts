@@ -11,7 +11,7 @@ import type {
   TaplineConfig,
   TaplineError,
 } from '@tapline/core';
-import type { Simulation } from '@tapline/test-fixtures';
+import type { Simulation, VirtualChipKind } from '@tapline/test-fixtures';
 import { CORE_PACKAGE, FIXTURES_PACKAGE, loadDrivers, type LoadedDriver } from './lib/drivers.js';
 import { warningText, type CliWarning } from './lib/output.js';
 
@@ -94,7 +94,8 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
   static override baseFlags = {
     sim: Flags.boolean({
       summary: 'Use the built-in simulator instead of real readers.',
-      description: 'One simulated reader appears, and a chip (UID 04A1B2C3D4E5F6) is tapped on it after 300 ms.',
+      description:
+        'One simulated reader appears, and a virtual chip (--sim-tag, default a Spark 2) is tapped on it after 300 ms.',
       helpGroup: 'GLOBAL',
     }),
     reader: Flags.string({
@@ -116,6 +117,12 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
     }),
     trace: Flags.boolean({
       summary: 'Log every frame to and from the tag as hex on stderr (same as TAPLINE_TRACE=1).',
+      helpGroup: 'GLOBAL',
+    }),
+    'sim-tag': Flags.string({
+      summary: 'Which virtual chip the simulator taps (with --sim).',
+      options: ['spark2', 'spark2-413', 'spark1', 'apex', 'ntag215'],
+      default: 'spark2',
       helpGroup: 'GLOBAL',
     }),
     // For tests and demos: when the simulated chip is tapped, or `never`.
@@ -204,7 +211,12 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
     });
     for (const warning of loaded.warnings) this.warn(warning);
 
-    const simulation = flags.sim ? fixtures.createSimulation({ tapAfterMs: flags['sim-tap-after'] ?? 300 }) : undefined;
+    const simulation = flags.sim
+      ? fixtures.createSimulation({
+          tapAfterMs: flags['sim-tap-after'] ?? 300,
+          chip: flags['sim-tag'] as VirtualChipKind,
+        })
+      : undefined;
     if (simulation) this.onCleanup(() => simulation.stop());
 
     const container = core.createContainer({

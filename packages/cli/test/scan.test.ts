@@ -7,13 +7,30 @@ import { SIM_READER, parseJson, runCli, until } from './helpers/run-cli.js';
 // These tests spawn the built CLI (`npx tsc -b && npx oclif manifest`; turbo's test task builds first).
 
 describe('tapline scan', () => {
+  it.each([
+    ['spark1', { chip: 'spark1', model: 'ICODE DNA', technology: 'iso15693', identificationExchanges: 0 }],
+    ['spark2', { chip: 'spark2', model: 'NTAG 424 DNA', technology: 'iso14443a' }],
+    ['spark2-413', { chip: 'spark2', model: 'NTAG 413 DNA' }],
+    ['apex', { chip: 'apex', model: 'VivoKey Apex' }],
+    ['ntag215', { chip: 'ntag21x', model: 'NTAG215', identificationExchanges: 1 }],
+  ])('--sim --sim-tag %s reports the right chip', async (kind, expected) => {
+    const run = await runCli(['scan', '--sim', '--sim-tag', kind, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(parseJson(run.stdout)).toMatchObject(expected);
+  });
+
+  it('refuses an unknown --sim-tag as a usage error', async () => {
+    const run = await runCli(['scan', '--sim', '--sim-tag', 'spark9']);
+    expect(run.code).toBe(2);
+  });
+
   it('--sim --json prints the tapped tag, and nothing else, on stdout', async () => {
     const run = await runCli(['scan', '--sim', '--json']);
     expect(run.code, run.stderr).toBe(0);
     const json = parseJson(run.stdout) as Record<string, unknown>;
     expect(json).toEqual({
       reader: SIM_READER,
-      uid: '04a1b2c3d4e5f6',
+      uid: '04517ca23b6e80',
       technology: 'iso14443a',
       driver: 'sim',
       atr: '3b8180018080',
@@ -21,6 +38,9 @@ describe('tapline scan', () => {
       sak: 0x20,
       atqa: '4403',
       protocols: ['iso14443-4', 'iso14443a-raw'],
+      chip: 'spark2',
+      model: 'NTAG 424 DNA',
+      identificationExchanges: 3,
     });
     expect(Object.keys(json)).toEqual([
       'reader',
@@ -32,6 +52,9 @@ describe('tapline scan', () => {
       'sak',
       'atqa',
       'protocols',
+      'chip',
+      'model',
+      'identificationExchanges',
     ]);
     // No spinner in JSON mode.
     expect(run.stderr).not.toMatch(/Waiting for a tag/);
@@ -42,7 +65,8 @@ describe('tapline scan', () => {
   it('--sim prints a human headline with the UID', async () => {
     const run = await runCli(['scan', '--sim']);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout.split('\n')[0]).toBe(`UID 04A1B2C3D4E5F6  iso14443a  on ${SIM_READER}`);
+    expect(run.stdout.split('\n')[0]).toBe(`UID 04517CA23B6E80  iso14443a  on ${SIM_READER}`);
+    expect(run.stdout).toMatch(/^ {2}chip {2}spark2 \(NTAG 424 DNA\)$/m);
     expect(run.stdout).toMatch(/^ {2}ATR {3}3B8180018080$/m);
     expect(run.stdout).toMatch(/^ {2}SAK {3}20$/m);
     expect(run.stderr).toMatch(/Waiting for a tag/);
@@ -113,14 +137,16 @@ describe('tapline scan', () => {
   it('--trace logs to stderr and leaves the stdout JSON intact', async () => {
     const run = await runCli(['scan', '--sim', '--json', '--trace']);
     expect(run.code, run.stderr).toBe(0);
-    expect(parseJson(run.stdout)).toMatchObject({ uid: '04a1b2c3d4e5f6' });
-    // The tag's arrival, with its UID as spaced hex (frame lines `> …`/`< …` join once scan exchanges frames).
-    expect(run.stderr).toMatch(/^\S+ (trace|debug) .*04 A1 B2 C3 D4 E5 F6/m);
+    expect(parseJson(run.stdout)).toMatchObject({ uid: '04517ca23b6e80' });
+    // The tag's arrival with its UID as spaced hex, then identification's GetVersion frames both ways.
+    expect(run.stderr).toMatch(/^\S+ (trace|debug) .*04 51 7C A2 3B 6E 80/m);
+    expect(run.stderr).toMatch(/^\S+ trace +> 90 60 00 00 00\b/m);
+    expect(run.stderr).toMatch(/^\S+ trace +< 04 04 02 30 00 11 05 91 AF\b/m);
 
     const viaEnv = await runCli(['scan', '--sim', '--json'], { env: { TAPLINE_TRACE: '1' } });
-    expect(viaEnv.stderr).toMatch(/04 A1 B2 C3 D4 E5 F6/);
+    expect(viaEnv.stderr).toMatch(/> 90 60 00 00 00/);
     const quiet = await runCli(['scan', '--sim', '--json']);
-    expect(quiet.stderr).not.toMatch(/04 A1 B2 C3 D4 E5 F6/);
+    expect(quiet.stderr).not.toMatch(/90 60 00 00 00|04 51 7C A2/);
   });
 
   it('exits 130 on SIGINT while waiting for a tap, promptly', async () => {

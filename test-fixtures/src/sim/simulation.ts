@@ -2,12 +2,13 @@ import { Observable } from 'rxjs';
 import type { DeviceEvent, DeviceSource, ReaderDriver } from '@tapline/core';
 import { SimulatedField } from './simulated-field.js';
 import { simDeviceSource, simDriver } from './sim-driver.js';
-import { plainIsoDepChip, type VirtualChip } from './virtual-chip.js';
+import type { VirtualChip } from './virtual-chip.js';
+import { createVirtualChip, type VirtualChipKind } from '../chips/index.js';
 
 /** Options of {@link createSimulation}. */
 export interface SimulationOptions {
-  /** The chip to tap. Default: {@link plainIsoDepChip}. */
-  readonly chip?: VirtualChip;
+  /** The chip to tap, or the kind of virtual chip to create. Default: a Spark 2 (NTAG 424 DNA). */
+  readonly chip?: VirtualChip | VirtualChipKind;
   /** When the chip is tapped, in milliseconds after the reader attaches; `false` never taps. Default 300. */
   readonly tapAfterMs?: number | false;
   /** How long the chip stays on the reader; default: until the process ends. */
@@ -35,7 +36,7 @@ export function createSimulation(options: SimulationOptions = {}): Simulation {
   const field = new SimulatedField(options.readerName ?? 'Tapline Simulated Reader', {
     latencyMs: options.latencyMs ?? 1,
   });
-  const chip = options.chip ?? plainIsoDepChip();
+  const chip = typeof options.chip === 'object' ? options.chip : createVirtualChip(options.chip ?? 'spark2');
   const timers: NodeJS.Timeout[] = [];
   const tapAfterMs = options.tapAfterMs ?? 300;
   const source = simDeviceSource([field]);

@@ -7,7 +7,7 @@ import { scanJson, scanLines, type ScanJson } from '../lib/output.js';
  * reader reports them). With `--json` it prints {@link ScanJson}.
  */
 export default class Scan extends TaplineCommand<typeof Scan> {
-  static override summary = 'Wait for a tag or implant and print its UID.';
+  static override summary = 'Wait for a tag or implant, identify the chip, and print what it is.';
 
   static override description =
     'Waits until a tag is tapped on any attached reader (or one is already resting on it), then prints what the ' +
@@ -53,6 +53,18 @@ export default class Scan extends TaplineCommand<typeof Scan> {
       throw error;
     }
     if (ux.action.running) ux.action.stop(`found on ${tag.readerName}`);
+    try {
+      // `full`: scan is for looking, so it may spend the exchanges that name the exact model.
+      await core.identifyTag(tag, { detail: 'full', timeoutMs: session.remainingMs(), signal: session.signal });
+    } catch (error) {
+      // The UID is already known and worth printing; a chip that left mid-identification is a warning, not a failure.
+      const failure = core.toTaplineError(error);
+      this.warn({
+        code: failure.code,
+        message: `Could not identify the chip: ${failure.message}`,
+        ...(failure.hint ? { hint: failure.hint } : {}),
+      });
+    }
 
     // Still holding: the tag's reader stays open while we read from it and print.
     const result = scanJson(tag);

@@ -22,6 +22,12 @@ export interface ScanJson {
   readonly sak?: number;
   readonly atqa?: string;
   readonly protocols: readonly string[];
+  /** The chip class identification found: `spark1`, `spark2`, `apex`, `ntag21x` or `unknown`. */
+  readonly chip: string;
+  /** The chip model where identification learned it (`NTAG 424 DNA`, `ICODE DNA`, …). */
+  readonly model?: string;
+  /** Frames identification needed beyond what the reader reported. */
+  readonly identificationExchanges: number;
 }
 
 /** Lower-case hex without separators, the JSON form of bytes (same as core's `toHex`, without loading core). */
@@ -41,6 +47,9 @@ export function scanJson(tag: Tag): ScanJson {
     ...(tag.sak === undefined ? {} : { sak: tag.sak }),
     ...(tag.atqa ? { atqa: hex(tag.atqa) } : {}),
     protocols: [...tag.protocols],
+    chip: tag.identification?.chip ?? 'unknown',
+    ...(tag.identification?.model === undefined ? {} : { model: tag.identification.model }),
+    identificationExchanges: tag.identification?.exchanges ?? 0,
   };
 }
 
@@ -48,6 +57,7 @@ export function scanJson(tag: Tag): ScanJson {
 export function scanLines(scan: ScanJson): string[] {
   const upper = (s: string): string => s.toUpperCase();
   const lines = [`UID ${upper(scan.uid)}  ${scan.technology}  on ${scan.reader}`];
+  lines.push(`  chip  ${scan.chip}${scan.model === undefined ? '' : ` (${scan.model})`}`);
   if (scan.atr !== undefined) lines.push(`  ATR   ${upper(scan.atr)}`);
   if (scan.ats !== undefined) lines.push(`  ATS   ${upper(scan.ats)}`);
   if (scan.sak !== undefined) lines.push(`  SAK   ${scan.sak.toString(16).padStart(2, '0').toUpperCase()}`);
