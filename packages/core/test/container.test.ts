@@ -10,6 +10,7 @@ import {
   silentLogger,
   systemClock,
   type PcscTransport,
+  type PlatformClient,
   type UsbTransport,
 } from '../src/index.js';
 import { testDriver } from './helpers.js';
@@ -73,7 +74,7 @@ describe('createContainer', () => {
     expect(() => resolve(container, Tokens.PlatformClient)).toThrow(
       expect.objectContaining({ code: ErrorCode.NotConfigured }),
     );
-    const client = { baseUrl: new URL('http://127.0.0.1:1/') };
+    const client = { baseUrl: new URL('http://127.0.0.1:1/') } as unknown as PlatformClient;
     expect(resolve(createContainer({ logger: silentLogger, platformClient: client }), Tokens.PlatformClient)).toBe(
       client,
     );

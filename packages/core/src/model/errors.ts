@@ -42,6 +42,14 @@ export const ErrorCode = {
   AuthenticationFailed: 'AUTHENTICATION_FAILED',
   /** A MAC or checksum on a tag's answer did not verify: the answer was corrupted or forged. */
   IntegrityError: 'INTEGRITY_ERROR',
+  /** The platform could not be reached, or answered with a server error (5xx). Retrying later may help. */
+  PlatformUnavailable: 'PLATFORM_UNAVAILABLE',
+  /** The platform refused the request (4xx): wrong API key, expired challenge, chip not enrolled, … */
+  PlatformRejected: 'PLATFORM_REJECTED',
+  /** An authenticity token failed verification (signature, algorithm, key id, issuer, audience, expiry). */
+  TokenInvalid: 'TOKEN_INVALID',
+  /** A one-time use was refused because it already happened (a chip already verified with --once-per-chip). */
+  AlreadyUsed: 'ALREADY_USED',
   /** Any other failure inside Tapline; a bug report is welcome. */
   Internal: 'INTERNAL',
 } as const;
