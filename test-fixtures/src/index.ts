@@ -12,6 +12,8 @@ export * from './sim/simulated-field.js';
 export * from './sim/sim-driver.js';
 export * from './sim/simulation.js';
 export * from './chips/index.js';
+export * from './usb/index.js';
+export * from './platform/index.js';
 
 /** The drivers this package provides (the driver-package convention). */
 export const drivers: readonly ReaderDriver[] = [simDriver];

@@ -60,10 +60,15 @@ describe('pn533UsbDriver', () => {
     expect(await hook()).toBe(drivers);
   });
 
-  it('refuses to open with UNSUPPORTED_CAPABILITY: the raw-USB path is not implemented yet', async () => {
-    const device = usb(0x04e6, 0x5591);
-    const error = await pn533UsbDriver.open(device, testDriverContext()).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: ErrorCode.UnsupportedCapability, details: { usbId: '04e6:5591' } });
-    expect((error as Error).message).toContain('not implemented yet');
+  it('offers Type A raw, ISO-DEP, Type B and FeliCa, and never ISO 15693', () => {
+    expect(pn533UsbDriver.capabilities).toEqual(['iso14443a-raw', 'iso14443-4', 'iso14443b', 'felica']);
+  });
+
+  it('refuses a non-USB device with INVALID_ARGUMENT', async () => {
+    const name = 'SCM SCL3711 00 00';
+    const device: AttachedDevice = { transport: 'pcsc', name, port: scriptedPcsc().addReader(name).port };
+    await expect(pn533UsbDriver.open(device, testDriverContext())).rejects.toMatchObject({
+      code: ErrorCode.InvalidArgument,
+    });
   });
 });
