@@ -125,6 +125,9 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
       default: 'spark2',
       helpGroup: 'GLOBAL',
     }),
+    // For tests: present the simulated chip through a fake PN533 USB stick (driver-pn533-usb over the emulator)
+    // instead of the sim driver, so the raw-USB path runs end to end without a USB bus.
+    'sim-reader': Flags.string({ hidden: true, options: ['sim', 'pn533-usb'], default: 'sim' }),
     // For tests and demos: when the simulated chip is tapped, or `never`.
     'sim-tap-after': Flags.custom<number | false>({
       hidden: true,
@@ -219,11 +222,19 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
       : undefined;
     if (simulation) this.onCleanup(() => simulation.stop());
 
+    const viaUsb = simulation !== undefined && flags['sim-reader'] === 'pn533-usb';
     const container = core.createContainer({
-      config,
+      config: viaUsb ? { ...config, transports: ['usb'] } : config,
       logger,
       drivers: loaded.drivers.map((d) => d.driver),
-      ...(simulation ? { deviceSources: simulation.deviceSources } : {}),
+      ...(simulation && !viaUsb ? { deviceSources: simulation.deviceSources } : {}),
+      ...(viaUsb
+        ? {
+            usbTransport: fixtures.fakeUsbTransport([
+              new fixtures.FakeUsbDevice(new fixtures.Pn533Emulator(simulation.chip)),
+            ]),
+          }
+        : {}),
     });
     const registry = core.resolve(container, core.Tokens.DriverRegistry);
     // Fail now rather than after a wait: a forced id that is not installed is a usage mistake.

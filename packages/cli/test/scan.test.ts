@@ -164,3 +164,17 @@ describe('tapline scan', () => {
     expect(run.stderr).toMatch(/\[ABORTED\]/);
   });
 });
+
+describe('tapline scan through the raw-USB PN533 driver', () => {
+  it('identifies a Spark 2 presented by the fake PN533 stick (driver pn533-usb, no pcscd)', async () => {
+    const run = await runCli(['scan', '--sim', '--sim-reader', 'pn533-usb', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(parseJson(run.stdout)).toMatchObject({
+      driver: 'pn533-usb',
+      uid: '04517ca23b6e80',
+      chip: 'spark2',
+      model: 'NTAG 424 DNA',
+      protocols: ['iso14443-4', 'iso14443a-raw'],
+    });
+  });
+});

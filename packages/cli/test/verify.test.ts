@@ -111,6 +111,15 @@ describe('tapline verify --sim (spawned)', () => {
     expect(run.stderr).not.toMatch(/kept the process alive/);
   });
 
+  it('verifies a Spark 2 through the raw-USB PN533 driver (fake stick, emulator, no pcscd)', async () => {
+    const run = await runCli(['verify', '--sim', '--sim-reader', 'pn533-usb', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const json = parseJson(run.stdout) as VerifyJsonShape;
+    expect(json).toMatchObject({ result: 'success', chip: 'spark2', uid: EXPECTED.spark2.uid, apdus: 3 });
+    expect(json.sub).toMatch(/^[0-9a-f]{64}$/);
+    expect(json.token.split('.')).toHaveLength(3);
+  });
+
   it('prints one clear line and the timings for people, and no token', async () => {
     const run = await runCli(['verify', '--sim']);
     expect(run.code, run.stderr).toBe(0);

@@ -46,3 +46,27 @@ describe('config', () => {
     expect(configDirectory({ TAPLINE_CONFIG_DIR: '/custom' }, 'linux')).toBe('/custom');
   });
 });
+
+describe('platform settings in config', () => {
+  it('reads the API key and platform URL from the environment over the file', () => {
+    const file = tempFile(JSON.stringify({ apiKey: 'from-file', platformUrl: 'https://file.example/' }));
+    expect(loadConfig({ file, env: {} })).toMatchObject({ apiKey: 'from-file', platformUrl: 'https://file.example/' });
+    expect(
+      loadConfig({ file, env: { TAPLINE_API_KEY: 'from-env', TAPLINE_PLATFORM_URL: 'https://env.example/' } }),
+    ).toMatchObject({
+      apiKey: 'from-env',
+      platformUrl: 'https://env.example/',
+    });
+  });
+
+  it('refuses a platform URL that is not absolute, without echoing the API key', () => {
+    const file = tempFile(JSON.stringify({ apiKey: 'secret-key-123', platformUrl: 'auth.vivokey.com' }));
+    try {
+      loadConfig({ file, env: {} });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(JSON.stringify((error as { toJSON(): unknown }).toJSON())).not.toContain('secret-key-123');
+    }
+  });
+});

@@ -65,9 +65,13 @@ export class SimulatedReader extends ReaderBase {
           // A chip that does not answer looks, to a reader, like silence until the timeout.
         }
       };
-      const timer = setTimeout(finish, this.#field.latencyMs);
+      // setTimeout(0) rounds up to a millisecond; a zero-latency field answers on the next turn instead.
+      const latency = this.#field.latencyMs;
+      const timer = latency > 0 ? setTimeout(finish, latency) : undefined;
+      const immediate = latency > 0 ? undefined : setImmediate(finish);
       const onAbort = (): void => {
         clearTimeout(timer);
+        clearImmediate(immediate);
         reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
       };
       signal.addEventListener('abort', onAbort, { once: true });

@@ -191,18 +191,13 @@ export default class Verify extends TaplineCommand<typeof Verify> {
       });
     }
 
-    const configured = session.config as unknown as Readonly<Record<string, unknown>>;
-    const apiKey = flags['api-key'] || stringOrUndefined(configured['apiKey']);
+    const apiKey = flags['api-key'] || session.config.apiKey;
     if (!apiKey) {
       throw new core.TaplineError(core.ErrorCode.InvalidArgument, '`tapline verify` needs a VivoKey API key.', {
         hint: `Pass --api-key KEY, set TAPLINE_API_KEY, or put "apiKey" in ${core.configDirectory()}/config.json (a key is issued per developer email at vivokey.com/api). To try it without one: ${this.config.bin} verify --sim.`,
       });
     }
-    const url =
-      flags.platform ||
-      process.env['TAPLINE_PLATFORM_URL'] ||
-      stringOrUndefined(configured['platformUrl']) ||
-      DEFAULT_PLATFORM_URL;
+    const url = flags.platform || session.config.platformUrl || DEFAULT_PLATFORM_URL;
     return core.createVivoKeyAuthClient({ baseUrl: checkPlatformUrl(core, url), apiKey, logger });
   }
 
@@ -256,10 +251,6 @@ function checkPlatformUrl(core: CoreModule, text: string): URL {
 
 function isEnrollable(chip: unknown): chip is EnrollableVirtualChip<unknown> {
   return typeof chip === 'object' && chip !== null && 'model' in chip && 'info' in chip;
-}
-
-function stringOrUndefined(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 /** The JSON form, with the documented key order. */

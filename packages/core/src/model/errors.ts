@@ -50,6 +50,8 @@ export const ErrorCode = {
   TokenInvalid: 'TOKEN_INVALID',
   /** A one-time use was refused because it already happened (a chip already verified with --once-per-chip). */
   AlreadyUsed: 'ALREADY_USED',
+  /** A file Tapline keeps (token store, once-per-chip store) could not be read or written: disk full, I/O error. */
+  StorageFailed: 'STORAGE_FAILED',
   /** Any other failure inside Tapline; a bug report is welcome. */
   Internal: 'INTERNAL',
 } as const;

@@ -22,6 +22,10 @@ export interface TaplineConfig {
   readonly driverModules: readonly string[];
   /** Which transports to watch. */
   readonly transports: readonly ('pcsc' | 'usb')[];
+  /** The VivoKey Auth API key (`TAPLINE_API_KEY`). A secret: redacted from logs, never printed. */
+  readonly apiKey?: string | undefined;
+  /** The VivoKey Auth API root (`TAPLINE_PLATFORM_URL`); default https://auth.vivokey.com. */
+  readonly platformUrl?: string | undefined;
 }
 
 /** The defaults. */
@@ -70,6 +74,8 @@ export function loadConfig(options: LoadConfigOptions = {}): TaplineConfig {
         ? true
         : undefined,
     logLevel: env['TAPLINE_LOG_LEVEL'] ? (env['TAPLINE_LOG_LEVEL'].toLowerCase() as LogLevel) : undefined,
+    apiKey: env['TAPLINE_API_KEY'] || undefined,
+    platformUrl: env['TAPLINE_PLATFORM_URL'] || undefined,
   };
   const merged = { ...DEFAULT_CONFIG, ...defined(fromFile), ...defined(fromEnv), ...defined(options.overrides ?? {}) };
   return validate(merged, `${file} / environment`);
@@ -114,6 +120,12 @@ function validate(config: TaplineConfig, where: string): TaplineConfig {
   }
   if (!Array.isArray(config.transports) || config.transports.some((t) => t !== 'pcsc' && t !== 'usb')) {
     bad('transports', 'an array of "pcsc" and "usb"');
+  }
+  if (config.apiKey !== undefined && (typeof config.apiKey !== 'string' || config.apiKey === ''))
+    bad('apiKey', 'a non-empty string');
+  if (config.platformUrl !== undefined) {
+    if (typeof config.platformUrl !== 'string' || !URL.canParse(config.platformUrl))
+      bad('platformUrl', 'an absolute URL');
   }
   if (config.readerDrivers !== undefined) {
     if (

@@ -435,7 +435,7 @@ function ioError(what: string, error: unknown): TaplineError {
   const code = errnoCode(error);
   const pathProblem = code !== undefined && PATH_PROBLEMS.includes(code);
   return new TaplineError(
-    pathProblem ? ErrorCode.InvalidArgument : ErrorCode.Internal,
+    pathProblem ? ErrorCode.InvalidArgument : ErrorCode.StorageFailed,
     `Could not ${what}${code ? ` (${code})` : ''}.`,
     {
       cause: error,
