@@ -93,6 +93,8 @@ export abstract class ReaderBase implements Reader {
   #currentTag: Tag | undefined;
   /** Aborted when the current tag leaves; every exchange with that tag listens to it. */
   #presence = new AbortController();
+  /** Presence and lifetime in one signal, built once per tag rather than once per frame. */
+  #tagSignal: AbortSignal | undefined;
   /** Aborted on close. */
   readonly #lifetime = new AbortController();
   #queue: Promise<unknown> = Promise.resolve();
@@ -147,6 +149,7 @@ export abstract class ReaderBase implements Reader {
       arrivedAt: this.clock.now(),
     };
     this.#presence = new AbortController();
+    this.#tagSignal = AbortSignal.any([this.#presence.signal, this.#lifetime.signal]);
     this.#currentTag = tag;
     this.logger.debug('tag arrived', { uid: info.uid, technology: info.technology });
     this.#events.next({ type: 'tag-arrived', tag });
@@ -184,15 +187,17 @@ export abstract class ReaderBase implements Reader {
     return this.serialize(async () => {
       if (this.#currentTag?.id !== tag.id) throw tagLostError(`${capability} exchange`);
       const presence = this.#presence.signal;
-      const signal = combineSignals(options.signal, presence, this.#lifetime.signal);
+      const tagSignal = this.#tagSignal ?? combineSignals(presence, this.#lifetime.signal);
+      const signal = options.signal ? combineSignals(options.signal, tagSignal) : tagSignal;
       const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
-      this.logger.frame('>', frame, { capability });
+      const tracing = this.logger.enabled('trace');
+      if (tracing) this.logger.frame('>', frame, { capability });
       try {
         const answer = await withDeadline(
           { what: `${capability} exchange with ${this.name}`, timeoutMs, signal },
           (s) => this.exchange(tag, capability, frame, s),
         );
-        this.logger.frame('<', answer, { capability });
+        if (tracing) this.logger.frame('<', answer, { capability });
         return answer;
       } catch (error) {
         if (this.#lifetime.signal.aborted) throw this.goneError(error);

@@ -1,7 +1,7 @@
 import { Observable, ReplaySubject } from 'rxjs';
 import { ErrorCode, TaplineError, isTaplineError, tagLostError } from '../model/errors.js';
 import type { Logger } from '../runtime/logger.js';
-import { withDeadline } from '../util/deadline.js';
+import { settleWithin, withDeadline } from '../util/deadline.js';
 import {
   scardCtlCode,
   type PcscCallOptions,
@@ -470,7 +470,7 @@ class NativeReaderPort implements PcscReaderPort {
       const native = this.call<number>((done) => this.#raw.connect({ share_mode: share, protocol: protocols }, done));
       let protocol: number | undefined;
       try {
-        protocol = await withDeadline({ what: `connecting to ${this.name}`, timeoutMs }, () => native);
+        protocol = await settleWithin({ what: `connecting to ${this.name}`, timeoutMs }, () => native);
       } catch (error) {
         native.then(
           () => {
@@ -666,7 +666,7 @@ class NativeCard implements PcscCard {
       throw tagLostError(`${operation} on ${this.#port.name}`, new Error('the connection was closed'));
     }
     // The native call cannot be cancelled; the deadline settles our promise and the late answer is dropped.
-    return withDeadline(
+    return settleWithin(
       { what: `${operation} on ${this.#port.name}`, timeoutMs: options.timeoutMs, signal: options.signal },
       run,
     );
