@@ -8,6 +8,7 @@ import type {
   ReaderHold,
   ReaderManager,
   ReadersEvent,
+  Tag,
   TaplineConfig,
   TaplineError,
 } from '@tapline/core';
@@ -276,6 +277,29 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
       },
       release,
     };
+  }
+
+  /**
+   * Waits for the next tap within the `--timeout` budget. A timeout while no reader was ever attached becomes
+   * `READER_NOT_FOUND`, because "no tag within 10 s" misleads when there was nothing to tap on.
+   */
+  protected async waitForTap(session: Session, attached: () => number): Promise<Tag> {
+    const { core } = session;
+    try {
+      return await core.waitForTag(session.manager.tags$, { timeoutMs: session.remainingMs(), signal: session.signal });
+    } catch (error) {
+      // "No tag within 10 s" misleads when there was never a reader to tap on.
+      if (attached() === 0 && core.hasErrorCode(error, core.ErrorCode.Timeout)) {
+        throw new core.TaplineError(core.ErrorCode.ReaderNotFound, 'No reader was attached while waiting for a tag.', {
+          cause: error,
+          hint: session.config.reader
+            ? `No reader name contains "${session.config.reader}". Run \`${this.config.bin} readers\` to see what is attached.`
+            : `Plug in a reader (and start pcscd if it uses PC/SC), run \`${this.config.bin} readers\`, or try --sim.`,
+          details: { ...error.details },
+        });
+      }
+      throw error;
+    }
   }
 
   /**

@@ -36,22 +36,7 @@ export default class Scan extends TaplineCommand<typeof Scan> {
     });
 
     if (!this.jsonEnabled()) ux.action.start('Waiting for a tag');
-    let tag;
-    try {
-      tag = await core.waitForTag(session.manager.tags$, { timeoutMs: session.remainingMs(), signal: session.signal });
-    } catch (error) {
-      // "No tag within 10 s" misleads when there was never a reader to tap on.
-      if (attached === 0 && core.hasErrorCode(error, core.ErrorCode.Timeout)) {
-        throw new core.TaplineError(core.ErrorCode.ReaderNotFound, 'No reader was attached while waiting for a tag.', {
-          cause: error,
-          hint: session.config.reader
-            ? `No reader name contains "${session.config.reader}". Run \`${this.config.bin} readers\` to see what is attached.`
-            : `Plug in a reader (and start pcscd if it uses PC/SC), run \`${this.config.bin} readers\`, or try --sim.`,
-          details: { ...error.details },
-        });
-      }
-      throw error;
-    }
+    const tag = await this.waitForTap(session, () => attached);
     if (ux.action.running) ux.action.stop(`found on ${tag.readerName}`);
     try {
       // `full`: scan is for looking, so it may spend the exchanges that name the exact model.

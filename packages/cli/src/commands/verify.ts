@@ -5,7 +5,6 @@ import type {
   OnceStore,
   PlatformClient,
   RelayStep,
-  Tag,
   VerifiableChip,
   VerificationResult,
   VerificationTimings,
@@ -199,25 +198,6 @@ export default class Verify extends TaplineCommand<typeof Verify> {
     }
     const url = flags.platform || session.config.platformUrl || DEFAULT_PLATFORM_URL;
     return core.createVivoKeyAuthClient({ baseUrl: checkPlatformUrl(core, url), apiKey, logger });
-  }
-
-  private async waitForTap(session: Session, attached: () => number): Promise<Tag> {
-    const { core } = session;
-    try {
-      return await core.waitForTag(session.manager.tags$, { timeoutMs: session.remainingMs(), signal: session.signal });
-    } catch (error) {
-      // "No tag within 10 s" misleads when there was never a reader to tap on.
-      if (attached() === 0 && core.hasErrorCode(error, core.ErrorCode.Timeout)) {
-        throw new core.TaplineError(core.ErrorCode.ReaderNotFound, 'No reader was attached while waiting for a tag.', {
-          cause: error,
-          hint: session.config.reader
-            ? `No reader name contains "${session.config.reader}". Run \`${this.config.bin} readers\` to see what is attached.`
-            : `Plug in a reader (and start pcscd if it uses PC/SC), run \`${this.config.bin} readers\`, or try --sim.`,
-          details: { ...error.details },
-        });
-      }
-      throw error;
-    }
   }
 }
 

@@ -18,46 +18,11 @@ export interface DeadlineOptions {
  * `Promise.race` (measured with bench/apdu-overhead).
  */
 export function withDeadline<T>(options: DeadlineOptions, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const { what, timeoutMs, signal: outer } = options;
-  if (outer?.aborted) return Promise.reject(abortError(what, outer.reason));
   const controller = new AbortController();
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onAbort);
-      return true;
-    };
-    const onAbort = (): void => {
-      if (!settle()) return;
-      const error = abortError(what, outer?.reason);
-      controller.abort(error);
-      reject(error);
-    };
-    const timer = setTimeout(() => {
-      if (!settle()) return;
-      const error = timeoutError(what, timeoutMs);
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
-    outer?.addEventListener('abort', onAbort, { once: true });
-    let running: Promise<T>;
-    try {
-      running = operation(controller.signal);
-    } catch (error) {
-      if (settle()) reject(error instanceof Error ? error : new Error(String(error)));
-      return;
-    }
-    running.then(
-      (value) => {
-        if (settle()) resolve(value);
-      },
-      (error: unknown) => {
-        if (settle()) reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
+  return settleWithin(options, () => operation(controller.signal)).catch((error: unknown) => {
+    // Tell the operation to stop: after a timeout or an abort nobody waits for it any more.
+    controller.abort(error);
+    throw error;
   });
 }
 
