@@ -24,6 +24,7 @@ export * from './drivers/discovery.js';
 export * from './drivers/pcsc-reader.js';
 export * from './drivers/pcsc-generic.js';
 export * from './controllers/pn53x/index.js';
+export * from './controllers/pcsc-part3/index.js';
 export * from './pipeline/reader-manager.js';
 export * from './pipeline/wait-for-tag.js';
 export * from './pipeline/scan-requests.js';

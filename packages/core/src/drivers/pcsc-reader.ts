@@ -1,10 +1,12 @@
 import type { Subscription } from 'rxjs';
-import { Capability, type FrameCapability } from '../model/capabilities.js';
+import { Capability, sortCapabilities, type FrameCapability } from '../model/capabilities.js';
 import type { AttachedDevice, DriverContext } from '../model/driver.js';
 import { ErrorCode, TaplineError, hasErrorCode, tagLostError, toTaplineError } from '../model/errors.js';
 import { ReaderBase, type ReaderFeedback } from '../model/reader.js';
 import type { Tag, TagInfo } from '../model/tag.js';
-import type { PcscCard, PcscReaderPort, PcscReaderStatus } from '../transport/pcsc.js';
+import type { PcscCallOptions, PcscCard, PcscReaderPort, PcscReaderStatus } from '../transport/pcsc.js';
+import { PcscControlFunction, scardCtlCode } from '../transport/pcsc.js';
+import type { Logger } from '../runtime/logger.js';
 import { toSpacedHex } from '../util/bytes.js';
 import { parseContactlessAtr } from '../model/atr.js';
 import { withDeadline } from '../util/deadline.js';
@@ -66,6 +68,14 @@ export interface PcscIdentifyContext {
   readonly signal: AbortSignal;
   /** Per-call timeout for exchanges the hook makes. */
   readonly timeoutMs: number;
+  /** What the reader offers now. */
+  readonly capabilities: ReadonlySet<Capability>;
+  /**
+   * Changes what the reader offers from now on, for drivers that learn what a reader can do by asking it (a PC/SC
+   * Part 3 probe). Capabilities beyond {@link PcscReaderOptions.maxCapabilities} are ignored. The tag being
+   * identified keeps the protocols the hook returns.
+   */
+  offer(capabilities: Iterable<Capability>): void;
 }
 
 /** What {@link PcscReaderHooks.exchange} receives. */
@@ -108,6 +118,11 @@ export interface PcscReaderOptions {
   readonly driverId: string;
   /** What the reader offers; default `['iso14443-4']`. Declare only what the driver really implements. */
   readonly capabilities?: readonly Capability[];
+  /**
+   * The most the reader may come to offer through {@link PcscIdentifyContext.offer}; default `capabilities`. Lets a
+   * driver open a reader with what it knows works and widen it once a probe found more.
+   */
+  readonly maxCapabilities?: readonly Capability[];
   /** Vendor paths. */
   readonly hooks?: PcscReaderHooks;
 }
@@ -130,6 +145,7 @@ export class PcscReader extends ReaderBase {
   readonly #port: PcscReaderPort;
   readonly #hooks: PcscReaderHooks;
   readonly #timeoutMs: number;
+  readonly #maxCapabilities: ReadonlySet<Capability>;
   #subscription: Subscription | undefined;
   #card: PcscCard | undefined;
   /** Identity of the presence the status reports now (undefined: no tag). */
@@ -154,6 +170,7 @@ export class PcscReader extends ReaderBase {
     this.#port = port;
     this.#hooks = options.hooks ?? {};
     this.#timeoutMs = context.timeoutMs;
+    this.#maxCapabilities = new Set(options.maxCapabilities ?? options.capabilities ?? [Capability.Iso14443_4]);
   }
 
   /** Tags seen but not announced, most recent last (at most 16 kept), for diagnostics. */
@@ -294,7 +311,25 @@ export class PcscReader extends ReaderBase {
     };
     const refine = this.#hooks.identify;
     if (!refine) return info;
-    return refine({ port: this.#port, card, status, info, signal, timeoutMs: this.#timeoutMs });
+    return refine({
+      port: this.#port,
+      card,
+      status,
+      info,
+      signal,
+      timeoutMs: this.#timeoutMs,
+      capabilities: this.capabilities,
+      offer: (capabilities) => this.offer(capabilities),
+    });
+  }
+
+  private offer(capabilities: Iterable<Capability>): void {
+    const next = sortCapabilities([...capabilities].filter((c) => this.#maxCapabilities.has(c)));
+    // ReaderBase builds `capabilities` as a Set and only this class changes it afterwards; clearing and refilling in
+    // the sorted order keeps the stable order every listing relies on.
+    const current = this.capabilities as Set<Capability>;
+    current.clear();
+    for (const capability of next) current.add(capability);
   }
 
   private async connectCard(signal: AbortSignal): Promise<PcscCard> {
@@ -376,4 +411,160 @@ export function openPcscReader(
   const reader = new PcscReader(device.port, context, options);
   reader.start();
   return Promise.resolve(reader);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Direct connections and escape commands (for vendor hooks)
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Runs `run` on a direct connection to the reader (`SCARD_SHARE_DIRECT`, no card needed; readers.md §7.2) and
+ * disconnects afterwards, whatever happens. What vendor drivers use for escape commands while no tag is present.
+ */
+export async function withDirectConnection<T>(
+  port: PcscReaderPort,
+  options: { readonly timeoutMs: number },
+  run: (card: PcscCard) => Promise<T>,
+): Promise<T> {
+  const card = await port.connect({ share: 'direct', timeoutMs: options.timeoutMs });
+  try {
+    return await run(card);
+  } finally {
+    await card.disconnect('leave');
+  }
+}
+
+/** PC/SC Part 10 feature tags that `CM_IOCTL_GET_FEATURE_REQUEST` reports (readers.md §7.1). */
+export const PcscFeature = {
+  VerifyPinDirect: 0x06,
+  ModifyPinDirect: 0x07,
+  IfdPinProperties: 0x0a,
+  GetTlvProperties: 0x12,
+  /** FEATURE_CCID_ESC_COMMAND: the control code under which the reader driver takes escape commands. */
+  CcidEscCommand: 0x13,
+} as const;
+
+/**
+ * Parses the answer to `CM_IOCTL_GET_FEATURE_REQUEST`: 6-byte TLVs `tag 04 <control code, big-endian>` (the CCID
+ * driver writes the codes with htonl). Fails with `PROTOCOL_ERROR` for anything else.
+ */
+export function parsePcscFeatures(response: Uint8Array, readerName = 'The reader'): Map<number, number> {
+  const features = new Map<number, number>();
+  const fail = (why: string): TaplineError =>
+    new TaplineError(ErrorCode.ProtocolError, `${readerName} answered the feature request with ${why}.`, {
+      details: { response: toSpacedHex(response.subarray(0, 64)) },
+    });
+  if (response.length % 6 !== 0) throw fail(`${response.length} bytes, no whole number of 6-byte entries`);
+  for (let at = 0; at < response.length; at += 6) {
+    if (response[at + 1] !== 0x04) throw fail(`an entry of length ${response[at + 1]}`);
+    const code = new DataView(response.buffer, response.byteOffset + at + 2, 4).getUint32(0, false);
+    features.set(response[at]!, code);
+  }
+  return features;
+}
+
+/**
+ * The escape control codes worth trying when the feature request names none (readers.md §7.1): `SCARD_CTL_CODE(3500)`
+ * (ACS drivers, acsccid, Windows), and on pcsc-lite also `SCARD_CTL_CODE(1)` (libccid, when its Info.plist allows
+ * escapes). On Windows `SCARD_CTL_CODE(1)` is IOCTL_SMARTCARD_POWER, so it is never sent there.
+ */
+export function escapeControlCodes(port: PcscReaderPort): number[] {
+  const escape = port.controlCode(PcscControlFunction.CcidEscape);
+  const windowsNumbering = escape === scardCtlCode(PcscControlFunction.CcidEscape, 'win32');
+  return windowsNumbering ? [escape] : [escape, port.controlCode(PcscControlFunction.VendorIfdExchange)];
+}
+
+/** Options of {@link PcscEscape}. */
+export interface PcscEscapeOptions {
+  readonly logger?: Logger;
+  /** Codes to try after the one the feature request names; default {@link escapeControlCodes}. */
+  readonly fallbackCodes?: readonly number[];
+}
+
+/** Errors that say the driver refused the control code (try the next one), as opposed to the reader or tag failing. */
+function refusedControl(error: unknown): boolean {
+  return hasErrorCode(error, ErrorCode.UnsupportedCapability) || hasErrorCode(error, ErrorCode.ProtocolError);
+}
+
+/**
+ * Escape commands (SCardControl) to one reader. The control code differs per platform and per driver, so it is found
+ * once: the code the reader driver reports for FEATURE_CCID_ESC_COMMAND (tag 0x13) first, then the per-platform
+ * fallbacks, each tried with the first real command; the first code that works is kept.
+ */
+export class PcscEscape {
+  readonly #port: PcscReaderPort;
+  readonly #options: PcscEscapeOptions;
+  #code: number | undefined;
+  #candidates: number[] | undefined;
+
+  constructor(port: PcscReaderPort, options: PcscEscapeOptions = {}) {
+    this.#port = port;
+    this.#options = options;
+  }
+
+  /** The control code that worked, once one did. */
+  get code(): number | undefined {
+    return this.#code;
+  }
+
+  /**
+   * Sends `data` as an escape command over `card` (a direct connection, or the card connection) and returns the
+   * answer. Fails with `UNSUPPORTED_CAPABILITY` when no control code gets through, with the last refusal as cause.
+   */
+  async send(card: PcscCard, data: Uint8Array, call: PcscCallOptions): Promise<Uint8Array> {
+    const logger = this.#options.logger;
+    if (this.#code !== undefined) return this.#control(card, this.#code, data, call);
+    const candidates = this.#candidates ?? (await this.#discover(card, call));
+    let lastError: unknown;
+    for (const code of candidates) {
+      try {
+        const answer = await this.#control(card, code, data, call);
+        this.#code = code;
+        return answer;
+      } catch (error) {
+        if (!refusedControl(error)) throw error;
+        logger?.debug('the escape control code was refused', { code, error });
+        lastError = error;
+      }
+    }
+    throw new TaplineError(
+      ErrorCode.UnsupportedCapability,
+      `Escape commands do not reach ${this.#port.name} (control codes tried: ${candidates.map(hexCode).join(', ')}).`,
+      {
+        cause: lastError,
+        details: { reader: this.#port.name, codes: candidates.map(hexCode) },
+        hint: 'The CCID driver allows escapes only with ifdDriverOptions 0x0001 in its Info.plist (Windows: the EscapeCommandEnable registry value); the vendor driver (acsccid) allows them by default.',
+      },
+    );
+  }
+
+  async #control(card: PcscCard, code: number, data: Uint8Array, call: PcscCallOptions): Promise<Uint8Array> {
+    const logger = this.#options.logger;
+    logger?.frame('>', data, { purpose: 'escape', code: hexCode(code) });
+    const answer = await card.control(code, data, call);
+    logger?.frame('<', answer, { purpose: 'escape', code: hexCode(code) });
+    return answer;
+  }
+
+  async #discover(card: PcscCard, call: PcscCallOptions): Promise<number[]> {
+    const fallbacks = this.#options.fallbackCodes ?? escapeControlCodes(this.#port);
+    let reported: number | undefined;
+    try {
+      const answer = await card.control(
+        this.#port.controlCode(PcscControlFunction.GetFeatureRequest),
+        new Uint8Array(0),
+        call,
+      );
+      reported = parsePcscFeatures(answer, this.#port.name).get(PcscFeature.CcidEscCommand);
+    } catch (error) {
+      if (!refusedControl(error)) throw error;
+      this.#options.logger?.debug('the feature request failed; trying the usual escape codes', { error });
+    }
+    this.#candidates = [...new Set([...(reported === undefined ? [] : [reported]), ...fallbacks])];
+    return this.#candidates;
+  }
+}
+
+function hexCode(code: number): string {
+  return `0x${code.toString(16).padStart(8, '0')}`;
 }
