@@ -28,8 +28,7 @@ export interface Acr122State {
   readonly piccParameter: number;
 }
 
-// 2.07: the common current firmware; older than 2.06 earns a warning from the driver, which would be noise in every test.
-const FIRMWARE = 'ACR122U207';
+const FIRMWARE = 'ACR122U203';
 /** GetFirmwareVersion: IC 32 (PN532), version 1, revision 6, support 07 (ISO 14443-A, -B, ISO 18092). */
 const PN532_FIRMWARE = Uint8Array.of(0x32, 0x01, 0x06, 0x07);
 
@@ -44,7 +43,7 @@ const PN532_FIRMWARE = Uint8Array.of(0x32, 0x01, 0x06, 0x07);
  *   the field: off, exchanges time out; on again, the chip powers up), ReadRegister `06` (zeros), WriteRegister `08`,
  *   SetParameters `12`, SAMConfiguration `14`, Diagnose `00` (echo), InDeselect `44`, InRelease `52`, InSelect `54`;
  *   PN532 status byte `01` (timeout) when the tag stays silent; another command is `63 7F`;
- * - `FF 00 40 …` LED/buzzer → `90 <LED state>`, `FF 00 48 00 00` firmware `ACR122U207` without status word,
+ * - `FF 00 40 …` LED/buzzer → `90 <LED state>`, `FF 00 48 00 00` firmware `ACR122U203` without status word,
  *   `FF 00 51 <p> 00` PICC operating parameter → `90 <p>`, `FF 00 52 …` buzzer on detection → `90 00`;
  * - `FF B0`/`FF D6` Read/Update Binary on Type 2 tags;
  * - plain APDUs go to an ISO-DEP chip as SCardTransmit sends them; a silent chip is `63 00`;
