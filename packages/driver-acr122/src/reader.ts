@@ -29,6 +29,7 @@ import {
   type Tag,
   type TagInfo,
   type TransmitOptions,
+  iso15693UnsupportedError,
 } from '@tapline/core';
 import {
   ACR122_GET_FIRMWARE,
@@ -66,20 +67,9 @@ const CARD_TOPAZ = 0xf004;
 /** Waits of the clean-up steps that run outside any caller's deadline. */
 const STEP_TIMEOUT_MS = 1000;
 
-/**
- * The error for ISO 15693 on an ACR122U, naming the readers that can read a Spark 1. Its PN532 has no ISO 15693
- * modulation at all (readers.md §0), so no firmware or driver can change this.
- */
+/** The ISO 15693 refusal of this reader: its PN532 has no ISO 15693 modulation (readers.md §0). */
 export function acr122Iso15693Error(readerName: string): TaplineError {
-  return new TaplineError(
-    ErrorCode.UnsupportedCapability,
-    `${readerName} cannot read ISO 15693 tags such as the VivoKey Spark 1: its NXP PN532 has no ISO 15693. ` +
-      'Use a reader that speaks ISO 15693, such as the Identiv uTrust 3720 F or uTrust 3721 F.',
-    {
-      details: { reader: readerName, chip: 'PN532', capability: Capability.Iso15693 },
-      hint: 'Read a Spark 1 with an Identiv uTrust 3720 F or 3721 F.',
-    },
-  );
+  return iso15693UnsupportedError(readerName, 'PN532');
 }
 
 /**

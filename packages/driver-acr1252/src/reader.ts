@@ -25,6 +25,7 @@ import {
   type PcscReaderPort,
   type Tag,
   type TransmitOptions,
+  iso15693UnsupportedError,
 } from '@tapline/core';
 import { Acr1252Escapes, Acr1252Led } from './escape.js';
 
@@ -39,14 +40,9 @@ export const ACR1252_CAPABILITIES: readonly Capability[] = Object.freeze([
 
 const STEP_TIMEOUT_MS = 1000;
 
-/** The error for ISO 15693 on an ACR1252U: its PN512 polls A, B, FeliCa and Topaz only (readers.md §0). */
+/** The ISO 15693 refusal of this reader: its PN512 has no ISO 15693 modulation (readers.md §0). */
 export function acr1252Iso15693Error(readerName: string): TaplineError {
-  return new TaplineError(
-    ErrorCode.UnsupportedCapability,
-    `${readerName} cannot read ISO 15693 tags such as the VivoKey Spark 1: its NXP PN512 has no ISO 15693. ` +
-      'Use a reader that speaks ISO 15693, such as the Identiv uTrust 3720 F or uTrust 3721 F.',
-    { details: { reader: readerName, chip: 'PN512', capability: Capability.Iso15693 } },
-  );
+  return iso15693UnsupportedError(readerName, 'PN512');
 }
 
 /** A `PcscReader` that names the readers able to read a Spark 1 when asked for ISO 15693. */

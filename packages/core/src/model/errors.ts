@@ -177,3 +177,19 @@ export function tagLostError(what: string, cause?: unknown): TaplineError {
     hint: 'Hold the tag (or the implant) still on the reader until Tapline says it is done, then try again.',
   });
 }
+
+/**
+ * The error for ISO 15693 on a reader whose RF front end (`frontEnd`, e.g. `PN532`) has no ISO 15693 modulation:
+ * no firmware or driver can change that, so the message names readers that can read a Spark 1.
+ */
+export function iso15693UnsupportedError(readerName: string, frontEnd: string): TaplineError {
+  return new TaplineError(
+    ErrorCode.UnsupportedCapability,
+    `${readerName} cannot read ISO 15693 tags such as the VivoKey Spark 1: its NXP ${frontEnd} has no ISO 15693. ` +
+      'Use a reader that speaks ISO 15693, such as the Identiv uTrust 3720 F or uTrust 3721 F.',
+    {
+      details: { reader: readerName, chip: frontEnd, capability: 'iso15693' },
+      hint: 'Read a Spark 1 with an Identiv uTrust 3720 F or 3721 F.',
+    },
+  );
+}

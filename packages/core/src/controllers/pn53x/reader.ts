@@ -1,6 +1,13 @@
 import { Capability, type FrameCapability } from '../../model/capabilities.js';
 import type { DriverContext } from '../../model/driver.js';
-import { ErrorCode, TaplineError, hasErrorCode, isTaplineError, tagLostError } from '../../model/errors.js';
+import {
+  ErrorCode,
+  TaplineError,
+  hasErrorCode,
+  isTaplineError,
+  iso15693UnsupportedError,
+  tagLostError,
+} from '../../model/errors.js';
 import { ReaderBase, type TransmitOptions } from '../../model/reader.js';
 import type { Tag, TagInfo } from '../../model/tag.js';
 import {
@@ -71,18 +78,9 @@ interface ActiveTarget {
   bIsoDep: boolean;
 }
 
-/**
- * The error for ISO 15693 on a PN53x reader: the chip has no ISO 15693 modulation, so a Spark 1 cannot be read.
- */
+/** The ISO 15693 refusal of a PN53x reader (see {@link iso15693UnsupportedError}). */
 export function pn53xIso15693Error(readerName: string, chip: string): TaplineError {
-  return new TaplineError(
-    ErrorCode.UnsupportedCapability,
-    `${readerName} has an NXP ${chip}, which cannot speak ISO 15693: it cannot see or read ISO 15693 tags such as the VivoKey Spark 1.`,
-    {
-      details: { reader: readerName, chip, capability: Capability.Iso15693 },
-      hint: 'Read a Spark 1 with a reader that speaks ISO 15693, such as the Identiv uTrust 3720 F or 3721 F.',
-    },
-  );
+  return iso15693UnsupportedError(readerName, chip);
 }
 
 /**
