@@ -14,21 +14,7 @@ import {
   toHex,
   type FrameExchange,
 } from '../src/index.js';
-
-/** A card that answers from a script and fails on anything unexpected. */
-function scripted(steps: readonly (readonly [string, string])[]) {
-  const queue = [...steps];
-  const sent: string[] = [];
-  const exchange: FrameExchange = (frame) => {
-    const hex = toHex(frame);
-    sent.push(hex);
-    const step = queue.shift();
-    if (!step || step[0] !== hex)
-      return Promise.reject(new Error(`unexpected ${hex}, expected ${step?.[0] ?? 'nothing'}`));
-    return Promise.resolve(fromHex(step[1]));
-  };
-  return { exchange, sent, done: () => expect(queue).toEqual([]) };
-}
+import { scriptedCard } from './helpers.js';
 
 describe('APDU encoding', () => {
   it.each([
@@ -125,7 +111,7 @@ describe('status words', () => {
 
 describe('ApduChannel', () => {
   it('fetches 61 xx remainders with GET RESPONSE and joins them', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['00a404000ca000000846737061726b3201', '0102036104'],
       ['00c0000004', '040506079000'],
     ]);
@@ -137,7 +123,7 @@ describe('ApduChannel', () => {
   });
 
   it('repeats a command once with the Le the card asks for on 6C xx', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['00b0000010', '6c08'],
       ['00b0000008', '11223344556677889000'],
     ]);
@@ -148,13 +134,13 @@ describe('ApduChannel', () => {
 
   it('chains long commands with CLA bit 0x10 and stops at a refused link', async () => {
     const long = new Uint8Array(300).fill(0x5a);
-    const card = scripted([
+    const card = scriptedCard([
       [`10d60000ff${'5a'.repeat(255)}`, '9000'],
       [`00d600002d${'5a'.repeat(45)}`, '9000'],
     ]);
     await new ApduChannel(card.exchange).send({ cla: 0, ins: 0xd6, p1: 0, p2: 0, data: long });
     card.done();
-    const refusing = scripted([[`10d60000ff${'5a'.repeat(255)}`, '6884']]);
+    const refusing = scriptedCard([[`10d60000ff${'5a'.repeat(255)}`, '6884']]);
     await expect(
       new ApduChannel(refusing.exchange).send({ cla: 0, ins: 0xd6, p1: 0, p2: 0, data: long }),
     ).rejects.toMatchObject({
@@ -164,7 +150,7 @@ describe('ApduChannel', () => {
   });
 
   it('accepts the statuses the caller expects and refuses others', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['9071000002020000', `${'ab'.repeat(16)}91af`],
       ['9071000002020000', '917e'],
     ]);

@@ -1,6 +1,10 @@
 import { Subject } from 'rxjs';
+import { expect } from 'vitest';
 import {
+  ApduChannel,
   ReaderBase,
+  fromHex,
+  toHex,
   silentLogger,
   systemClock,
   type AttachedDevice,
@@ -8,6 +12,7 @@ import {
   type DeviceEvent,
   type DeviceSource,
   type FrameCapability,
+  type FrameExchange,
   type ReaderDriver,
   type ReaderFeedback,
   type Tag,
@@ -111,4 +116,23 @@ export function testDriver(id: string, open: ReaderDriver['open'], kind = 'test'
     capabilities: ['iso14443-4'],
     open,
   };
+}
+
+/**
+ * A card that answers frames from a script of `[command hex, response hex]` pairs (spaces allowed), records what
+ * was sent, and fails any frame it did not expect, so a test cannot pass by accident.
+ */
+export function scriptedCard(steps: readonly (readonly [string, string])[]) {
+  const queue = steps.map(([c, r]) => [toHex(fromHex(c)), toHex(fromHex(r))] as const);
+  const sent: string[] = [];
+  const exchange: FrameExchange = (frame) => {
+    const hex = toHex(frame);
+    sent.push(hex);
+    const step = queue.shift();
+    if (!step || step[0] !== hex) {
+      return Promise.reject(new Error(`unexpected ${hex}, expected ${step?.[0] ?? 'nothing'}`));
+    }
+    return Promise.resolve(fromHex(step[1]));
+  };
+  return { exchange, channel: new ApduChannel(exchange), sent, done: () => expect(queue).toEqual([]) };
 }

@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { AesKey, constantTimeEqual, rotateLeft } from '../src/crypto/aes.js';
 import { ErrorCode, isTaplineError } from '../src/model/errors.js';
-import type { FrameExchange } from '../src/tags/channel.js';
-import { ApduChannel } from '../src/tags/iso7816/channel.js';
 import {
   authenticateEv2First,
   beginSplitAuthentication,
@@ -14,21 +12,7 @@ import {
   verifyPiccAnswer,
 } from '../src/tags/ntag4xx/index.js';
 import { concatBytes, fromHex, toHex } from '../src/util/bytes.js';
-
-/** A card that answers from a script (hex, spaces allowed) and fails on anything unexpected. */
-function scripted(steps: readonly (readonly [string, string])[]) {
-  const queue = steps.map(([c, r]) => [toHex(fromHex(c)), toHex(fromHex(r))] as const);
-  const sent: string[] = [];
-  const exchange: FrameExchange = (frame) => {
-    const hex = toHex(frame);
-    sent.push(hex);
-    const step = queue.shift();
-    if (!step || step[0] !== hex)
-      return Promise.reject(new Error(`unexpected ${hex}, expected ${step?.[0] ?? 'nothing'}`));
-    return Promise.resolve(fromHex(step[1]));
-  };
-  return { channel: new ApduChannel(exchange), sent, done: () => expect(queue).toEqual([]) };
-}
+import { scriptedCard } from './helpers.js';
 
 // AN12196 §6.6 Table 14, as recomputed in protocols.md §3.2.
 const T14 = {
@@ -67,7 +51,7 @@ describe('AuthenticateEV2First, AN12196 Table 14', () => {
   });
 
   it('runs the Table 14 transcript byte for byte with RndA injected', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [part2Apdu, `${T14.answer} 9100`],
     ]);
@@ -94,7 +78,7 @@ describe('AuthenticateEV2First, AN12196 Table 14', () => {
   });
 
   it('sends PCDcap2 with its LenCap', async () => {
-    const card = scripted([['9071000008 03 06 000000000000 00', '91AE']]);
+    const card = scriptedCard([['9071000008 03 06 000000000000 00', '91AE']]);
     await expect(
       authenticateEv2First(card.channel, { keyNo: 3, key: T14.key, pcdCap2: new Uint8Array(6) }),
     ).rejects.toMatchObject({ code: ErrorCode.AuthenticationFailed });
@@ -113,12 +97,12 @@ describe('AuthenticateEV2First, AN12196 Table 14', () => {
 
 describe('AuthenticateEV2First error paths', () => {
   it('fails with AUTHENTICATION_FAILED on 91 AE in either part', async () => {
-    const first = scripted([[T14.part1, '91AE']]);
+    const first = scriptedCard([[T14.part1, '91AE']]);
     await expect(authenticateEv2First(first.channel, { keyNo: 0, key: T14.key })).rejects.toMatchObject({
       code: ErrorCode.AuthenticationFailed,
       details: { sw: '91ae' },
     });
-    const second = scripted([
+    const second = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [part2Apdu, '91AE'],
     ]);
@@ -129,7 +113,7 @@ describe('AuthenticateEV2First error paths', () => {
 
   it('fails with AUTHENTICATION_FAILED when RndA′ does not match', async () => {
     const forged = flipBit(fromHex(T14.answer), 5 * 8 + 3);
-    const card = scripted([
+    const card = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [part2Apdu, `${toHex(forged)} 9100`],
     ]);
@@ -141,7 +125,7 @@ describe('AuthenticateEV2First error paths', () => {
   it('fails with AUTHENTICATION_FAILED when the key is wrong', async () => {
     const wrongKey = new Uint8Array(16).fill(0x11);
     const { response32 } = pcdAnswerChallenge(wrongKey, fromHex(T14.encRndB), fromHex(T14.rndA));
-    const withAnswer = scripted([
+    const withAnswer = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [`90AF000020 ${toHex(response32)} 00`, `${T14.answer} 9100`],
     ]);
@@ -152,7 +136,7 @@ describe('AuthenticateEV2First error paths', () => {
   });
 
   it('fails with TAG_STATUS and an extended-length hint on 91 7E', async () => {
-    const card = scripted([[T14.part1, '917E']]);
+    const card = scriptedCard([[T14.part1, '917E']]);
     const error: unknown = await authenticateEv2First(card.channel, { keyNo: 0, key: T14.key }).catch(
       (e: unknown) => e,
     );
@@ -161,25 +145,25 @@ describe('AuthenticateEV2First error paths', () => {
   });
 
   it('fails with PROTOCOL_ERROR on truncated answers', async () => {
-    const short1 = scripted([[T14.part1, `${T14.encRndB.slice(0, 30)} 91AF`]]);
+    const short1 = scriptedCard([[T14.part1, `${T14.encRndB.slice(0, 30)} 91AF`]]);
     await expect(authenticateEv2First(short1.channel, { keyNo: 0, key: T14.key })).rejects.toMatchObject({
       code: ErrorCode.ProtocolError,
     });
-    const short2 = scripted([
+    const short2 = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [part2Apdu, `${T14.answer.slice(0, 62)} 9100`],
     ]);
     await expect(
       authenticateEv2First(short2.channel, { keyNo: 0, key: T14.key, rndA: fromHex(T14.rndA) }),
     ).rejects.toMatchObject({ code: ErrorCode.ProtocolError });
-    const noStatus = scripted([[T14.part1, '91']]);
+    const noStatus = scriptedCard([[T14.part1, '91']]);
     await expect(authenticateEv2First(noStatus.channel, { keyNo: 0, key: T14.key })).rejects.toMatchObject({
       code: ErrorCode.ProtocolError,
     });
   });
 
   it('hints at LRP when part 1 carries an AuthMode byte', async () => {
-    const card = scripted([[T14.part1, `01 ${T14.encRndB} 91AF`]]);
+    const card = scriptedCard([[T14.part1, `01 ${T14.encRndB} 91AF`]]);
     const error: unknown = await authenticateEv2First(card.channel, { keyNo: 0, key: T14.key }).catch(
       (e: unknown) => e,
     );
@@ -188,7 +172,7 @@ describe('AuthenticateEV2First error paths', () => {
   });
 
   it('refuses bad caller input with INVALID_ARGUMENT before sending anything', async () => {
-    const card = scripted([]);
+    const card = scriptedCard([]);
     const cases = [
       { keyNo: 0, key: new Uint8Array(15) },
       { keyNo: 256, key: T14.key },
@@ -207,7 +191,7 @@ describe('AuthenticateEV2First error paths', () => {
 
 describe('split authentication (the VivoKey platform plays the PCD)', () => {
   it('relays the Table 14 bytes untouched in both directions', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       [T14.part1, `${T14.encRndB} 91AF`],
       [part2Apdu, `${T14.answer} 9100`],
     ]);
@@ -225,7 +209,7 @@ describe('split authentication (the VivoKey platform plays the PCD)', () => {
   });
 
   it('asks for key number 2 the way Intra does', async () => {
-    const card = scripted([['90 71 00 00 02 02 00 00', `${T14.encRndB} 91AF`]]);
+    const card = scriptedCard([['90 71 00 00 02 02 00 00', `${T14.encRndB} 91AF`]]);
     expect(toHex(await beginSplitAuthentication(card.channel, 2))).toBe(lower(T14.encRndB));
     card.done();
   });
@@ -241,7 +225,7 @@ describe('split authentication (the VivoKey platform plays the PCD)', () => {
   });
 
   it('refuses a platform response that is not 32 bytes before sending it', async () => {
-    const card = scripted([]);
+    const card = scriptedCard([]);
     await expect(finishSplitAuthentication(card.channel, new Uint8Array(31))).rejects.toMatchObject({
       code: ErrorCode.InvalidArgument,
     });
@@ -249,24 +233,24 @@ describe('split authentication (the VivoKey platform plays the PCD)', () => {
   });
 
   it('maps the chip refusals of the relay to typed errors', async () => {
-    const lost = scripted([[T14.part1, '917E']]);
+    const lost = scriptedCard([[T14.part1, '917E']]);
     await expect(beginSplitAuthentication(lost.channel, 0)).rejects.toMatchObject({
       code: ErrorCode.TagStatus,
       hint: expect.stringMatching(/extended-length/) as unknown,
     });
-    const denied = scripted([[part2Apdu, '91AE']]);
+    const denied = scriptedCard([[part2Apdu, '91AE']]);
     await expect(finishSplitAuthentication(denied.channel, fromHex(T14.part2Data))).rejects.toMatchObject({
       code: ErrorCode.AuthenticationFailed,
     });
-    const lengthError = scripted([[part2Apdu, '917E']]);
+    const lengthError = scriptedCard([[part2Apdu, '917E']]);
     await expect(finishSplitAuthentication(lengthError.channel, fromHex(T14.part2Data))).rejects.toMatchObject({
       code: ErrorCode.TagStatus,
     });
-    const truncated = scripted([[part2Apdu, `${T14.answer.slice(0, 60)} 9100`]]);
+    const truncated = scriptedCard([[part2Apdu, `${T14.answer.slice(0, 60)} 9100`]]);
     await expect(finishSplitAuthentication(truncated.channel, fromHex(T14.part2Data))).rejects.toMatchObject({
       code: ErrorCode.ProtocolError,
     });
-    const early = scripted([[T14.part1, `${T14.encRndB} 9100`]]);
+    const early = scriptedCard([[T14.part1, `${T14.encRndB} 9100`]]);
     await expect(beginSplitAuthentication(early.channel, 0)).rejects.toMatchObject({ code: ErrorCode.TagStatus });
   });
 });

@@ -28,20 +28,7 @@ import {
   writeData,
 } from '../src/tags/ntag4xx/index.js';
 import { fromHex, toHex } from '../src/util/bytes.js';
-
-function scripted(steps: readonly (readonly [string, string])[]) {
-  const queue = steps.map(([c, r]) => [toHex(fromHex(c)), toHex(fromHex(r))] as const);
-  const sent: string[] = [];
-  const exchange: FrameExchange = (frame) => {
-    const hex = toHex(frame);
-    sent.push(hex);
-    const step = queue.shift();
-    if (!step || step[0] !== hex)
-      return Promise.reject(new Error(`unexpected ${hex}, expected ${step?.[0] ?? 'nothing'}`));
-    return Promise.resolve(fromHex(step[1]));
-  };
-  return { channel: new ApduChannel(exchange), sent, done: () => expect(queue).toEqual([]) };
-}
+import { scriptedCard } from './helpers.js';
 
 const HW_424 = '04 04 02 30 00 11 05';
 const SW_424 = '04 04 02 01 02 11 05';
@@ -50,7 +37,7 @@ const PRODUCTION = '0463474AA26A80 CF19D24E 20 C8 21';
 
 describe('selection', () => {
   it('selects the NDEF application and the CC and NDEF files with the exact APDUs', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['00A4040C07D276000085010100', '9000'],
       ['00A4000C02E103', '9000'],
       ['00A4000C02E104', '9000'],
@@ -62,7 +49,7 @@ describe('selection', () => {
   });
 
   it('reports a refused SELECT as TAG_STATUS', async () => {
-    const card = scripted([['00A4000C02E105', '6A82']]);
+    const card = scriptedCard([['00A4000C02E105', '6A82']]);
     await expect(selectFile(card.channel, 0xe105)).rejects.toMatchObject({
       code: ErrorCode.TagStatus,
       details: { sw: '6a82' },
@@ -72,7 +59,7 @@ describe('selection', () => {
 
 describe('GetVersion', () => {
   it('parses the genuine NTAG 424 DNA example over three frames', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['9060000000', `${HW_424} 91AF`],
       ['90AF000000', `${SW_424} 91AF`],
       ['90AF000000', `${PRODUCTION} 9100`],
@@ -113,17 +100,17 @@ describe('GetVersion', () => {
   });
 
   it('fails with PROTOCOL_ERROR on truncated frames and on a chain that ends early', async () => {
-    const short = scripted([['9060000000', '04 04 02 30 00 11 91AF']]);
+    const short = scriptedCard([['9060000000', '04 04 02 30 00 11 91AF']]);
     await expect(getVersion(short.channel)).rejects.toMatchObject({ code: ErrorCode.ProtocolError });
-    const early = scripted([['9060000000', `${HW_424} 9100`]]);
+    const early = scriptedCard([['9060000000', `${HW_424} 9100`]]);
     await expect(getVersion(early.channel)).rejects.toMatchObject({ code: ErrorCode.ProtocolError });
-    const truncated = scripted([
+    const truncated = scriptedCard([
       ['9060000000', `${HW_424} 91AF`],
       ['90AF000000', `${SW_424} 91AF`],
       ['90AF000000', '0463474AA26A80 CF19D24E 20 9100'],
     ]);
     await expect(getVersion(truncated.channel)).rejects.toMatchObject({ code: ErrorCode.ProtocolError });
-    const apex = scripted([['9060000000', '6E00']]);
+    const apex = scriptedCard([['9060000000', '6E00']]);
     await expect(getVersion(apex.channel)).rejects.toMatchObject({ code: ErrorCode.TagStatus });
   });
 });
@@ -132,7 +119,7 @@ describe('Read_Sig, ReadData and file settings in plain', () => {
   const signature = 'AB'.repeat(56);
 
   it('reads the 56-byte signature with 91 90 and with 91 00', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['903C0000010000', `${signature} 9190`],
       ['903C0000010000', `${signature} 9100`],
     ]);
@@ -142,7 +129,7 @@ describe('Read_Sig, ReadData and file settings in plain', () => {
   });
 
   it('fails Read_Sig with PROTOCOL_ERROR on 55 bytes and TAG_STATUS on a refusal', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['903C0000010000', `${'AB'.repeat(55)} 9190`],
       ['903C0000010000', '919D'],
     ]);
@@ -151,7 +138,7 @@ describe('Read_Sig, ReadData and file settings in plain', () => {
   });
 
   it('reads and writes data in plain with 3-byte little-endian offset and length', async () => {
-    const card = scripted([
+    const card = scriptedCard([
       ['90AD000007 02 200100 030000 00', '010203 9100'],
       ['90AD000007 02 000000 040000 00', '010203 9100'],
       ['908D00000A 01 050000 030000 AABBCC 00', '9100'],
@@ -165,7 +152,7 @@ describe('Read_Sig, ReadData and file settings in plain', () => {
   });
 
   it('refuses out-of-range arguments with INVALID_ARGUMENT', async () => {
-    const card = scripted([]);
+    const card = scriptedCard([]);
     await expect(readData(card.channel, { fileNo: 32 })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     await expect(readData(card.channel, { fileNo: 1, offset: 0x1000000 })).rejects.toMatchObject({
       code: ErrorCode.InvalidArgument,
@@ -177,7 +164,7 @@ describe('Read_Sig, ReadData and file settings in plain', () => {
   });
 
   it('parses plain file settings and refuses inconsistent lengths', async () => {
-    const card = scripted([['90F5000001 01 00', '00 00 E0 EE 20 00 00 9100']]);
+    const card = scriptedCard([['90F5000001 01 00', '00 00 E0 EE 20 00 00 9100']]);
     expect(await getFileSettings(card.channel, 1)).toMatchObject({
       commMode: 'plain',
       sdmEnabled: false,

@@ -24,20 +24,7 @@ import {
   type CommMode,
 } from '../src/tags/ntag4xx/index.js';
 import { concatBytes, fromHex, toHex } from '../src/util/bytes.js';
-
-function scripted(steps: readonly (readonly [string, string])[]) {
-  const queue = steps.map(([c, r]) => [toHex(fromHex(c)), toHex(fromHex(r))] as const);
-  const sent: string[] = [];
-  const exchange: FrameExchange = (frame) => {
-    const hex = toHex(frame);
-    sent.push(hex);
-    const step = queue.shift();
-    if (!step || step[0] !== hex)
-      return Promise.reject(new Error(`unexpected ${hex}, expected ${step?.[0] ?? 'nothing'}`));
-    return Promise.resolve(fromHex(step[1]));
-  };
-  return { channel: new ApduChannel(exchange), sent, done: () => expect(queue).toEqual([]) };
-}
+import { scriptedCard } from './helpers.js';
 
 const lower = (hex: string) => toHex(fromHex(hex));
 
@@ -74,7 +61,7 @@ describe('secure messaging vectors (protocols.md §3.3)', () => {
       pdCap2: new Uint8Array(6),
       pcdCap2: new Uint8Array(6),
     });
-    const card = scripted([
+    const card = scriptedCard([
       ['90F5000009 02 6597A457C8CD442C 00', '0040EEEE000100D1FE001F00004400004400002000006A0000 2A474282E7A47986 9100'],
     ]);
     const settings = await getFileSettings(new SecureChannel(card.channel, session), 2);
@@ -94,7 +81,7 @@ describe('secure messaging vectors (protocols.md §3.3)', () => {
     const session = table14Session();
     expect(toHex(commandIv(session.encKey, session.ti, 0))).toBe(lower('D2CB7277A17841A06654A48188C1F8F5'));
     expect(toHex(commandIv(session.encKey, session.ti, 1))).toBe(lower('3E27082AB2ACC1EF55C57547934E9962'));
-    const card = scripted([
+    const card = scriptedCard([
       [WRITE_APDU, WRITE_ANSWER],
       [CFS_APDU, CFS_ANSWER],
     ]);
@@ -128,7 +115,7 @@ describe('secure messaging vectors (protocols.md §3.3)', () => {
         last ? WRITE_ANSWER : '91AF',
       ]);
     }
-    const card = scripted(steps);
+    const card = scriptedCard(steps);
     const secure = new SecureChannel(card.channel, table14Session());
     await secure.send(0x8d, fromHex('02000000800000'), WRITE_PLAIN, 'full', { maxFrameData: 16 });
     card.done();
@@ -138,7 +125,7 @@ describe('secure messaging vectors (protocols.md §3.3)', () => {
 
 describe('secure messaging error paths and counter rule', () => {
   it('fails with INTEGRITY_ERROR on a flipped response MAC and ends the session', async () => {
-    const card = scripted([[CFS_APDU, '57BFF87B1241E93C 9100']]);
+    const card = scriptedCard([[CFS_APDU, '57BFF87B1241E93C 9100']]);
     const secure = new SecureChannel(card.channel, table14Session(1));
     await expect(changeFileSettings(secure, 2, CFS_SETTINGS)).rejects.toMatchObject({
       code: ErrorCode.IntegrityError,
@@ -151,7 +138,7 @@ describe('secure messaging error paths and counter rule', () => {
   });
 
   it('ends the session when the tag refuses a command, without counting it', async () => {
-    const card = scripted([[CFS_APDU, '919D']]);
+    const card = scriptedCard([[CFS_APDU, '919D']]);
     const secure = new SecureChannel(card.channel, table14Session(1));
     await expect(changeFileSettings(secure, 2, CFS_SETTINGS)).rejects.toMatchObject({
       code: ErrorCode.TagStatus,
@@ -159,7 +146,7 @@ describe('secure messaging error paths and counter rule', () => {
     });
     expect(secure.session.cmdCtr).toBe(1);
     expect(secure.session.endReason).toMatch(/919D/);
-    const integrity = scripted([[CFS_APDU, '911E']]);
+    const integrity = scriptedCard([[CFS_APDU, '911E']]);
     await expect(
       changeFileSettings(new SecureChannel(integrity.channel, table14Session(1)), 2, CFS_SETTINGS),
     ).rejects.toMatchObject({ code: ErrorCode.IntegrityError });
@@ -173,14 +160,14 @@ describe('secure messaging error paths and counter rule', () => {
   });
 
   it('fails with PROTOCOL_ERROR when a MAC answer is shorter than its MAC', async () => {
-    const card = scripted([[CFS_APDU, '57BFF87B12 9100']]);
+    const card = scriptedCard([[CFS_APDU, '57BFF87B12 9100']]);
     await expect(
       changeFileSettings(new SecureChannel(card.channel, table14Session(1)), 2, CFS_SETTINGS),
     ).rejects.toMatchObject({ code: ErrorCode.ProtocolError });
   });
 
   it('refuses to send at CmdCtr 0xFFFF and sends at 0xFFFE', async () => {
-    const exhausted = scripted([]);
+    const exhausted = scriptedCard([]);
     const secure = new SecureChannel(exhausted.channel, table14Session(EV2_CMD_CTR_MAX));
     await expect(secure.send(0x51, new Uint8Array(), new Uint8Array(), 'full')).rejects.toMatchObject({
       code: ErrorCode.InvalidArgument,
@@ -321,7 +308,7 @@ describe('secure messaging against a virtual PICC', () => {
     const session = table14Session();
     const cipher = session.encCipher.encryptCbc(new Uint8Array(16), responseIv(session.encKey, session.ti, 0));
     const mac = computeMact(session.macKey, responseMacInput(0, 0, session.ti, cipher));
-    const card = scripted([
+    const card = scriptedCard([
       [
         `9051000008${toHex(computeMact(session.macKey, commandMacInput(0x51, 0, session.ti, new Uint8Array(), new Uint8Array())))}00`,
         `${toHex(cipher)}${toHex(mac)}9100`,
@@ -334,7 +321,7 @@ describe('secure messaging against a virtual PICC', () => {
   });
 
   it('refuses MAC and FULL commands over an unauthenticated channel', async () => {
-    const card = scripted([]);
+    const card = scriptedCard([]);
     await expect(readData(card.channel, { fileNo: 2, mode: 'full' })).rejects.toMatchObject({
       code: ErrorCode.InvalidArgument,
     });
