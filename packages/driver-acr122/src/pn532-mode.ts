@@ -18,15 +18,12 @@ import {
   toTaplineError,
   type AttachedDevice,
   type DriverContext,
-  type FrameCapability,
   type PcscCard,
   type Pn53xReaderOptions,
-  type Tag,
-  type TransmitOptions,
 } from '@tapline/core';
 import { Acr122PiccParameter, acr122PiccParameterCommand, parseAcr122PiccParameterResponse } from './apdu.js';
 import { ACR122_PN532, Acr122Link, acr122EscapeSend } from './link.js';
-import { acr122Iso15693Error, startAcr122 } from './reader.js';
+import { startAcr122 } from './reader.js';
 
 /** What the ACR122U offers in PN532 mode. */
 export const ACR122_PN532_CAPABILITIES: readonly Capability[] = Object.freeze([
@@ -41,19 +38,6 @@ const POLLING_OFF = Acr122PiccParameter.AutoAts | 0x3f;
 /** The factory default, restored on close so that other applications find the reader polling again. */
 const POLLING_DEFAULT = 0xff;
 const STEP_TIMEOUT_MS = 1000;
-
-/** A `Pn53xReader` that names the readers able to read a Spark 1 when asked for ISO 15693. */
-export class Acr122Pn532Reader extends Pn53xReader {
-  override transmit(
-    tag: Tag,
-    capability: FrameCapability,
-    frame: Uint8Array,
-    options?: TransmitOptions,
-  ): Promise<Uint8Array> {
-    if (capability === Capability.Iso15693 && !this.closed) return Promise.reject(acr122Iso15693Error(this.name));
-    return super.transmit(tag, capability, frame, options);
-  }
-}
 
 /** Options of {@link openAcr122Pn532}. */
 export interface Acr122Pn532Options {
@@ -76,7 +60,7 @@ export async function openAcr122Pn532(
   device: AttachedDevice,
   context: DriverContext,
   options: Acr122Pn532Options,
-): Promise<Acr122Pn532Reader> {
+): Promise<Pn53xReader> {
   if (device.transport !== 'pcsc') {
     throw new TaplineError(
       ErrorCode.InvalidArgument,
@@ -115,7 +99,7 @@ export async function openAcr122Pn532(
       pollIntervalMs: options.pollIntervalMs ?? 250,
       releaseTransport: restore,
     };
-    const reader = new Acr122Pn532Reader(readerOptions);
+    const reader = new Pn53xReader(readerOptions);
     const watch = port.status$.subscribe({ complete: () => void reader.close(), error: () => void reader.close() });
     reader.events$.subscribe({ complete: () => watch.unsubscribe() });
     reader.start();

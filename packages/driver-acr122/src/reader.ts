@@ -26,9 +26,7 @@ import {
   type PcscFeedbackContext,
   type PcscIdentifyContext,
   type PcscReaderPort,
-  type Tag,
   type TagInfo,
-  type TransmitOptions,
   iso15693UnsupportedError,
 } from '@tapline/core';
 import {
@@ -103,14 +101,10 @@ function fatal(error: unknown): boolean {
  * - `iso15693`: refused, naming readers that can.
  */
 export class Acr122Reader extends PcscReader {
-  override transmit(
-    tag: Tag,
-    capability: FrameCapability,
-    frame: Uint8Array,
-    options?: TransmitOptions,
-  ): Promise<Uint8Array> {
-    if (capability === Capability.Iso15693 && !this.closed) return Promise.reject(acr122Iso15693Error(this.name));
-    return super.transmit(tag, capability, frame, options);
+  protected override unsupportedCapability(capability: FrameCapability): TaplineError {
+    return capability === Capability.Iso15693
+      ? acr122Iso15693Error(this.name)
+      : super.unsupportedCapability(capability);
   }
 }
 

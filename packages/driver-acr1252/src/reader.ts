@@ -23,8 +23,6 @@ import {
   type PcscExchangeContext,
   type PcscFeedbackContext,
   type PcscReaderPort,
-  type Tag,
-  type TransmitOptions,
   iso15693UnsupportedError,
 } from '@tapline/core';
 import { Acr1252Escapes, Acr1252Led } from './escape.js';
@@ -47,14 +45,10 @@ export function acr1252Iso15693Error(readerName: string): TaplineError {
 
 /** A `PcscReader` that names the readers able to read a Spark 1 when asked for ISO 15693. */
 export class Acr1252Reader extends PcscReader {
-  override transmit(
-    tag: Tag,
-    capability: FrameCapability,
-    frame: Uint8Array,
-    options?: TransmitOptions,
-  ): Promise<Uint8Array> {
-    if (capability === Capability.Iso15693 && !this.closed) return Promise.reject(acr1252Iso15693Error(this.name));
-    return super.transmit(tag, capability, frame, options);
+  protected override unsupportedCapability(capability: FrameCapability): TaplineError {
+    return capability === Capability.Iso15693
+      ? acr1252Iso15693Error(this.name)
+      : super.unsupportedCapability(capability);
   }
 }
 

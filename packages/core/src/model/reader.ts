@@ -173,7 +173,7 @@ export abstract class ReaderBase implements Reader {
     options: TransmitOptions = {},
   ): Promise<Uint8Array> {
     this.assertOpen();
-    if (!this.capabilities.has(capability)) throw this.unsupported(capability);
+    if (!this.capabilities.has(capability)) throw this.unsupportedCapability(capability);
     if (!tag.protocols.includes(capability)) {
       throw new TaplineError(
         ErrorCode.UnsupportedCapability,
@@ -250,6 +250,14 @@ export abstract class ReaderBase implements Reader {
       cause,
       hint: 'Check the cable, then run `tapline readers` to see what is attached.',
     });
+  }
+
+  /**
+   * The error for a frame capability this reader lacks. Drivers override it to say more than "cannot", for example
+   * which readers can read a Spark 1 when the RF front end has no ISO 15693.
+   */
+  protected unsupportedCapability(capability: FrameCapability): TaplineError {
+    return this.unsupported(capability);
   }
 
   /** The error for something this reader cannot do. */

@@ -8,7 +8,7 @@ import {
   iso15693UnsupportedError,
   tagLostError,
 } from '../../model/errors.js';
-import { ReaderBase, type TransmitOptions } from '../../model/reader.js';
+import { ReaderBase } from '../../model/reader.js';
 import type { Tag, TagInfo } from '../../model/tag.js';
 import {
   FELICA_POLLING_REQUEST,
@@ -232,16 +232,10 @@ export class Pn53xReader extends ReaderBase {
     this.#loop = this.#run();
   }
 
-  override transmit(
-    tag: Tag,
-    capability: FrameCapability,
-    frame: Uint8Array,
-    options?: TransmitOptions,
-  ): Promise<Uint8Array> {
-    if (capability === Capability.Iso15693 && !this.closed) {
-      return Promise.reject(pn53xIso15693Error(this.name, this.#controller.model.chip));
-    }
-    return super.transmit(tag, capability, frame, options);
+  protected override unsupportedCapability(capability: FrameCapability): TaplineError {
+    return capability === Capability.Iso15693
+      ? pn53xIso15693Error(this.name, this.#controller.model.chip)
+      : super.unsupportedCapability(capability);
   }
 
   protected override exchange(
