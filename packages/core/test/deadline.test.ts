@@ -7,6 +7,7 @@ import {
   fromHex,
   toHex,
   toSpacedHex,
+  SerialDeadline,
   withDeadline,
 } from '../src/index.js';
 
@@ -72,5 +73,58 @@ describe('bytes', () => {
     expect(bytesEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 2))).toBe(true);
     expect(bytesEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 3))).toBe(false);
     expect(bytesEqual(Uint8Array.of(1), Uint8Array.of(1, 2))).toBe(false);
+  });
+});
+
+describe('SerialDeadline', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('fires once for an operation that overruns, and not for one stopped in time', async () => {
+    const deadline = new SerialDeadline();
+    const fired: string[] = [];
+    deadline.start(20, () => fired.push('first'));
+    deadline.stop();
+    deadline.start(30, () => fired.push('second'));
+    await sleep(60);
+    expect(fired).toEqual(['second']);
+    await sleep(40);
+    expect(fired).toEqual(['second']);
+    deadline.dispose();
+  });
+
+  it('re-arms a timer set for an earlier operation instead of firing early', async () => {
+    const deadline = new SerialDeadline();
+    let firedAt = 0;
+    const started = performance.now();
+    deadline.start(20, () => undefined);
+    await sleep(10);
+    deadline.stop();
+    const second = performance.now();
+    deadline.start(60, () => (firedAt = performance.now()));
+    await sleep(120);
+    expect(firedAt).toBeGreaterThan(0);
+    expect(firedAt - second).toBeGreaterThanOrEqual(58);
+    expect(firedAt - started).toBeGreaterThan(60);
+    deadline.dispose();
+  });
+
+  it('moves the timer forward for an operation due before the running timer', async () => {
+    const deadline = new SerialDeadline();
+    deadline.start(5000, () => undefined);
+    deadline.stop();
+    let fired = false;
+    deadline.start(20, () => (fired = true));
+    await sleep(80);
+    expect(fired).toBe(true);
+    deadline.dispose();
+  });
+
+  it('never fires after dispose', async () => {
+    const deadline = new SerialDeadline();
+    let fired = false;
+    deadline.start(10, () => (fired = true));
+    deadline.dispose();
+    await sleep(40);
+    expect(fired).toBe(false);
   });
 });

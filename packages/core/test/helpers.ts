@@ -30,6 +30,8 @@ export type ScriptedStep =
  */
 export class ScriptedReader extends ReaderBase {
   readonly sent: string[] = [];
+  /** The signal each exchange was given, in order. */
+  readonly signals: AbortSignal[] = [];
   readonly feedbackLog: ReaderFeedback[] = [];
   released = 0;
 
@@ -69,17 +71,22 @@ export class ScriptedReader extends ReaderBase {
   ): Promise<Uint8Array> {
     const hex = Buffer.from(frame).toString('hex');
     this.sent.push(hex);
+    this.signals.push(signal);
     const step = this.script.shift();
     if (!step || step.expect !== hex) {
       return Promise.reject(new Error(`unexpected frame ${hex}; script expected ${step?.expect ?? 'nothing'}`));
     }
     if ('never' in step) return new Promise(() => undefined);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => resolve(Uint8Array.from(Buffer.from(step.answer, 'hex'))), step.afterMs ?? 0);
-      signal.addEventListener('abort', () => {
+      const onAbort = (): void => {
         clearTimeout(timer);
         reject(signal.reason as Error);
-      });
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(Uint8Array.from(Buffer.from(step.answer, 'hex')));
+      }, step.afterMs ?? 0);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

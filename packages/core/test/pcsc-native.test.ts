@@ -279,6 +279,27 @@ describe('native PC/SC transport: connect, transmit, control', () => {
     h.subscription.unsubscribe();
   });
 
+  it('serves transmits after one timed out, two at once too, and drops the late answer on disconnect', async () => {
+    const { h, raw, port } = await connected();
+    raw.insert(ATR);
+    raw.onTransmit = (data) => {
+      const hex = Buffer.from(data).toString('hex');
+      if (hex === '01') return 'hang';
+      return fromHex(`${hex}9000`);
+    };
+    const card = await port.connect({ share: 'shared' });
+    await expect(card.transmit(fromHex('01'), { timeoutMs: 20 })).rejects.toMatchObject({ code: ErrorCode.Timeout });
+    expect(await card.transmit(fromHex('02'), { timeoutMs: 500 })).toEqual(fromHex('029000'));
+    const [a, b] = await Promise.all([
+      card.transmit(fromHex('03'), { timeoutMs: 500 }),
+      card.transmit(fromHex('04'), { timeoutMs: 500 }),
+    ]);
+    expect([a, b]).toEqual([fromHex('039000'), fromHex('049000')]);
+    // The hung call returns (empty) on disconnect; nobody waits for it any more, so it must vanish quietly.
+    await card.disconnect();
+    h.subscription.unsubscribe();
+  });
+
   it('releases a stale handle before connecting again, and the old connection then fails with TAG_LOST', async () => {
     const { h, raw, port } = await connected();
     raw.insert(ATR);

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { firstValueFrom, toArray } from 'rxjs';
 import { ErrorCode, fromHex, toHex } from '../src/index.js';
@@ -75,6 +76,75 @@ describe('ReaderBase', () => {
     await expect(reader.transmit(tag, 'iso14443-4', fromHex('00'))).rejects.toMatchObject({
       code: ErrorCode.ReaderGone,
     });
+  });
+
+  it("aborts the driver's signal on timeout and gives the next exchange a live one", async () => {
+    const reader = new ScriptedReader([
+      { expect: '01', answer: '9000' },
+      { expect: '02', answer: '9000' },
+      { expect: '03', never: true },
+      { expect: '04', answer: '9000' },
+    ]);
+    const tag = reader.arrive();
+    await reader.transmit(tag, 'iso14443-4', fromHex('01'));
+    await reader.transmit(tag, 'iso14443-4', fromHex('02'));
+    await expect(reader.transmit(tag, 'iso14443-4', fromHex('03'), { timeoutMs: 20 })).rejects.toMatchObject({
+      code: ErrorCode.Timeout,
+      message: expect.stringContaining('within 20 ms') as unknown,
+    });
+    await reader.transmit(tag, 'iso14443-4', fromHex('04'));
+    const [first, second, third, fourth] = reader.signals;
+    // Exchanges that end in time share one signal and leave it untouched; the timed-out one's fired.
+    expect(second).toBe(first);
+    expect(third).toBe(first);
+    expect(third?.aborted).toBe(true);
+    expect((third?.reason as { code?: string }).code).toBe(ErrorCode.Timeout);
+    expect(fourth).not.toBe(third);
+    expect(fourth?.aborted).toBe(false);
+  });
+
+  it('adds no listener per exchange to the signal drivers get', async () => {
+    const steps = Array.from({ length: 50 }, (_, i) => ({ expect: i.toString(16).padStart(2, '0'), answer: '9000' }));
+    const reader = new ScriptedReader(steps);
+    const tag = reader.arrive();
+    for (let i = 0; i < 50; i++) await reader.transmit(tag, 'iso14443-4', Uint8Array.of(i));
+    const signal = reader.signals[0]!;
+    expect(reader.signals.every((s) => s === signal)).toBe(true);
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  });
+
+  it("fails an exchange with ABORTED when the caller's signal fires, and removes its listener otherwise", async () => {
+    const reader = new ScriptedReader([
+      { expect: '01', answer: '9000' },
+      { expect: '02', answer: '9000', afterMs: 200 },
+      { expect: '03', answer: '6a82' },
+    ]);
+    const tag = reader.arrive();
+    const caller = new AbortController();
+    await reader.transmit(tag, 'iso14443-4', fromHex('01'), { signal: caller.signal });
+    expect(getEventListeners(caller.signal, 'abort')).toHaveLength(0);
+    const pending = reader.transmit(tag, 'iso14443-4', fromHex('02'), { signal: caller.signal });
+    setTimeout(() => caller.abort(new Error('user pressed Ctrl-C')), 5);
+    await expect(pending).rejects.toMatchObject({ code: ErrorCode.Aborted });
+    expect(reader.signals[1]?.aborted).toBe(true);
+    await expect(reader.transmit(tag, 'iso14443-4', fromHex('03'), { signal: caller.signal })).rejects.toMatchObject({
+      code: ErrorCode.Aborted,
+    });
+    expect(toHex(await reader.transmit(tag, 'iso14443-4', fromHex('03')))).toBe('6a82');
+  });
+
+  it('runs feedback between exchanges, never during one', async () => {
+    const reader = new ScriptedReader([
+      { expect: '01', answer: '9000', afterMs: 30 },
+      { expect: '02', answer: '9000' },
+    ]);
+    const tag = reader.arrive();
+    const order: string[] = [];
+    const first = reader.transmit(tag, 'iso14443-4', fromHex('01')).then(() => order.push('01'));
+    const light = reader.feedback({ led: 'green' }).then(() => order.push('led'));
+    const second = reader.transmit(tag, 'iso14443-4', fromHex('02')).then(() => order.push('02'));
+    await Promise.all([first, light, second]);
+    expect(order).toEqual(['01', 'led', '02']);
   });
 
   it('refuses empty frames', async () => {

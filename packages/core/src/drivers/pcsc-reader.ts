@@ -104,8 +104,9 @@ export interface PcscReaderHooks {
   /** Refines the tag description after the UID read (ATS, SAK, protocols the vendor path adds). */
   readonly identify?: (context: PcscIdentifyContext) => Promise<TagInfo>;
   /**
-   * Carries frames for capabilities other than `iso14443-4` (and may take over `iso14443-4`). Return
-   * `undefined` to leave the frame to the default path.
+   * Carries frames for capabilities other than `iso14443-4`; return `undefined` for a capability the hook does not
+   * serve. ISO 14443-4 APDUs always go straight to SCardTransmit: every contactless PC/SC firmware runs ISO-DEP
+   * itself, and the APDU path is kept free of per-frame hook work (bench/apdu-overhead).
    */
   readonly exchange?: (context: PcscExchangeContext) => Promise<Uint8Array> | undefined;
   /** Drives LED and buzzer (declare the `led` / `buzzer` capabilities too). */
@@ -135,6 +136,7 @@ export interface PcscSkippedTag {
 
 /** A safety net under the per-call deadline ReaderBase already enforces. */
 const EXCHANGE_BACKSTOP_MS = 60_000;
+const BACKSTOP_CALL = { timeoutMs: EXCHANGE_BACKSTOP_MS } as const;
 
 /**
  * A contactless reader behind PC/SC. It follows the reader's status: when a tag arrives it connects (shared),
@@ -191,18 +193,21 @@ export class PcscReader extends ReaderBase {
     });
   }
 
-  protected override async exchange(
+  protected override exchange(
     tag: Tag,
     capability: FrameCapability,
     frame: Uint8Array,
     signal: AbortSignal,
   ): Promise<Uint8Array> {
     const card = this.#card;
-    if (!card) throw tagLostError(`${capability} exchange`);
+    if (!card) return Promise.reject(tagLostError(`${capability} exchange`));
+    if (capability === Capability.Iso14443_4) {
+      // No signal: ReaderBase already settles this exchange on abort, removal or timeout, and a signal would cost
+      // the transport a listener per frame. The backstop only bounds a native call that never returns.
+      return card.transmit(frame, BACKSTOP_CALL);
+    }
     const hooked = this.#hooks.exchange?.({ port: this.#port, card, tag, capability, frame, signal });
-    if (hooked) return hooked;
-    if (capability !== Capability.Iso14443_4) throw this.unsupported(capability);
-    return card.transmit(frame, { timeoutMs: EXCHANGE_BACKSTOP_MS, signal });
+    return hooked ?? Promise.reject(this.unsupported(capability));
   }
 
   protected override applyFeedback(feedback: ReaderFeedback, signal: AbortSignal): Promise<void> {

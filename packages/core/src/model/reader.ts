@@ -1,8 +1,8 @@
 import { Subject, defer, startWith, type Observable } from 'rxjs';
 import { Capability, sortCapabilities, type FrameCapability } from './capabilities.js';
-import { ErrorCode, TaplineError, tagLostError, toTaplineError } from './errors.js';
+import { ErrorCode, TaplineError, abortError, tagLostError, timeoutError, toTaplineError } from './errors.js';
 import type { Tag, TagInfo } from './tag.js';
-import { withDeadline } from '../util/deadline.js';
+import { SerialDeadline, withDeadline } from '../util/deadline.js';
 import { toSpacedHex } from '../util/bytes.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Clock } from '../runtime/clock.js';
@@ -91,13 +91,20 @@ export abstract class ReaderBase implements Reader {
 
   readonly #events = new Subject<ReaderEvent>();
   #currentTag: Tag | undefined;
-  /** Aborted when the current tag leaves; every exchange with that tag listens to it. */
-  #presence = new AbortController();
-  /** Presence and lifetime in one signal, built once per tag rather than once per frame. */
-  #tagSignal: AbortSignal | undefined;
   /** Aborted on close. */
   readonly #lifetime = new AbortController();
-  #queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The signal drivers get for an exchange: aborted when that exchange times out, its tag leaves, its caller aborts
+   * or the reader closes. One controller serves exchange after exchange until one of those happens, so the frame
+   * path makes no controller, timer or listener per frame (bench/apdu-overhead).
+   */
+  #exchangeController = new AbortController();
+  /** The exchange in flight, settled by its own answer or by {@link ReaderBase.failExchange}, whichever comes first. */
+  #inFlight: InFlightExchange | undefined;
+  readonly #deadline = new SerialDeadline();
+  /** True while an exchange or a feedback call runs; the others wait in {@link ReaderBase.#waiting}. */
+  #busy = false;
+  readonly #waiting: (() => void)[] = [];
   #closing: Promise<void> | undefined;
 
   protected constructor(options: ReaderBaseOptions) {
@@ -122,7 +129,11 @@ export abstract class ReaderBase implements Reader {
     return this.#lifetime.signal.aborted;
   }
 
-  /** Sends `frame` and returns the raw answer. Called one at a time; `signal` fires on timeout, abort or removal. */
+  /**
+   * Sends `frame` and returns the raw answer. Called one at a time; `signal` fires on timeout, abort or removal.
+   * The same signal serves consecutive exchanges until it fires, so a listener added to it must be removed when the
+   * exchange ends (as with any `{ once: true }` listener that may never fire).
+   */
   protected abstract exchange(
     tag: Tag,
     capability: FrameCapability,
@@ -148,8 +159,6 @@ export abstract class ReaderBase implements Reader {
       reader: this,
       arrivedAt: this.clock.now(),
     };
-    this.#presence = new AbortController();
-    this.#tagSignal = AbortSignal.any([this.#presence.signal, this.#lifetime.signal]);
     this.#currentTag = tag;
     this.logger.debug('tag arrived', { uid: info.uid, technology: info.technology });
     this.#events.next({ type: 'tag-arrived', tag });
@@ -161,17 +170,133 @@ export abstract class ReaderBase implements Reader {
     const tag = this.#currentTag;
     if (!tag) return;
     this.#currentTag = undefined;
-    this.#presence.abort(tagLostError('the exchange'));
+    if (this.#inFlight?.tag === tag) this.failExchange(tagLostError(`${this.#inFlight.capability} exchange`));
     this.logger.debug('tag left', { uid: tag.uid });
     this.#events.next({ type: 'tag-left', tag });
   }
 
-  async transmit(
+  transmit(
     tag: Tag,
     capability: FrameCapability,
     frame: Uint8Array,
     options: TransmitOptions = {},
   ): Promise<Uint8Array> {
+    try {
+      this.assertCanSend(tag, capability, frame);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    if (!this.#busy) {
+      this.#busy = true;
+      return this.runExchange(tag, capability, frame, options);
+    }
+    return new Promise<void>((resolve) => this.#waiting.push(resolve)).then(() =>
+      this.runExchange(tag, capability, frame, options),
+    );
+  }
+
+  /** Runs one exchange; the caller holds the turn ({@link ReaderBase.#busy}), which is handed on when it settles. */
+  private runExchange(
+    tag: Tag,
+    capability: FrameCapability,
+    frame: Uint8Array,
+    options: TransmitOptions,
+  ): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const outer = options.signal;
+      const refusal = this.closed
+        ? this.goneError()
+        : this.#currentTag?.id !== tag.id
+          ? tagLostError(`${capability} exchange`)
+          : outer?.aborted
+            ? abortError(`${capability} exchange with ${this.name}`, outer.reason)
+            : undefined;
+      if (refusal) {
+        this.passTurn();
+        reject(refusal);
+        return;
+      }
+      const exchange = new InFlightExchange(
+        tag,
+        capability,
+        options.timeoutMs ?? this.defaultTimeoutMs,
+        resolve,
+        reject,
+      );
+      this.#inFlight = exchange;
+      this.#deadline.start(exchange.timeoutMs, this.#onDeadline);
+      if (outer) {
+        exchange.outer = outer;
+        outer.addEventListener('abort', this.#onOuterAbort, { once: true });
+      }
+      const tracing = this.logger.enabled('trace');
+      if (tracing) this.logger.frame('>', frame, { capability });
+      let running: Promise<Uint8Array>;
+      try {
+        running = this.exchange(tag, capability, frame, this.#exchangeController.signal);
+      } catch (error) {
+        running = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+      running.then(
+        (answer) => {
+          if (!this.settle(exchange)) return;
+          if (tracing) this.logger.frame('<', answer, { capability });
+          resolve(answer);
+        },
+        (error: unknown) => {
+          if (!this.settle(exchange)) return;
+          if (this.closed) reject(this.goneError(error));
+          else if (this.#currentTag?.id !== tag.id) reject(tagLostError(`${capability} exchange`, error));
+          else reject(toTaplineError(error, ErrorCode.ProtocolError));
+        },
+      );
+    });
+  }
+
+  readonly #onDeadline = (): void => {
+    const exchange = this.#inFlight;
+    if (exchange) {
+      this.failExchange(timeoutError(`${exchange.capability} exchange with ${this.name}`, exchange.timeoutMs));
+    }
+  };
+
+  readonly #onOuterAbort = (): void => {
+    const exchange = this.#inFlight;
+    if (exchange)
+      this.failExchange(abortError(`${exchange.capability} exchange with ${this.name}`, exchange.outer?.reason));
+  };
+
+  /** Ends `exchange` if it is still the one in flight; false when something else settled it first. */
+  private settle(exchange: InFlightExchange): boolean {
+    if (this.#inFlight !== exchange) return false;
+    this.#inFlight = undefined;
+    this.#deadline.stop();
+    exchange.outer?.removeEventListener('abort', this.#onOuterAbort);
+    this.passTurn();
+    return true;
+  }
+
+  /**
+   * Fails the exchange in flight with `error` and aborts the signal its driver holds (a fresh one serves the next
+   * exchange). The driver's late answer, if any, is dropped.
+   */
+  private failExchange(error: TaplineError): void {
+    const exchange = this.#inFlight;
+    if (!exchange || !this.settle(exchange)) return;
+    const controller = this.#exchangeController;
+    this.#exchangeController = new AbortController();
+    exchange.reject(error);
+    controller.abort(error);
+  }
+
+  /** Hands the turn to the next waiting exchange or feedback call. */
+  private passTurn(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#busy = false;
+  }
+
+  private assertCanSend(tag: Tag, capability: FrameCapability, frame: Uint8Array): void {
     this.assertOpen();
     if (!this.capabilities.has(capability)) throw this.unsupportedCapability(capability);
     if (!tag.protocols.includes(capability)) {
@@ -184,27 +309,6 @@ export abstract class ReaderBase implements Reader {
     if (frame.length === 0) {
       throw new TaplineError(ErrorCode.InvalidArgument, 'Refusing to send an empty frame.');
     }
-    return this.serialize(async () => {
-      if (this.#currentTag?.id !== tag.id) throw tagLostError(`${capability} exchange`);
-      const presence = this.#presence.signal;
-      const tagSignal = this.#tagSignal ?? combineSignals(presence, this.#lifetime.signal);
-      const signal = options.signal ? combineSignals(options.signal, tagSignal) : tagSignal;
-      const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
-      const tracing = this.logger.enabled('trace');
-      if (tracing) this.logger.frame('>', frame, { capability });
-      try {
-        const answer = await withDeadline(
-          { what: `${capability} exchange with ${this.name}`, timeoutMs, signal },
-          (s) => this.exchange(tag, capability, frame, s),
-        );
-        if (tracing) this.logger.frame('<', answer, { capability });
-        return answer;
-      } catch (error) {
-        if (this.#lifetime.signal.aborted) throw this.goneError(error);
-        if (presence.aborted) throw tagLostError(`${capability} exchange`, error);
-        throw toTaplineError(error, ErrorCode.ProtocolError);
-      }
-    });
   }
 
   async feedback(feedback: ReaderFeedback, options: TransmitOptions = {}): Promise<void> {
@@ -225,6 +329,8 @@ export abstract class ReaderBase implements Reader {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#lifetime.abort(this.goneError());
+      this.failExchange(this.goneError());
+      this.#deadline.dispose();
       this.tagLeft();
       this.#events.complete();
       try {
@@ -269,11 +375,27 @@ export abstract class ReaderBase implements Reader {
     );
   }
 
-  private serialize<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(operation, operation);
-    this.#queue = run.catch(() => undefined);
-    return run;
+  private async serialize<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#busy) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#busy = true;
+    try {
+      return await operation();
+    } finally {
+      this.passTurn();
+    }
   }
+}
+
+/** The bookkeeping of the exchange in flight: a class, so that every exchange has the same shape. */
+class InFlightExchange {
+  outer: AbortSignal | undefined = undefined;
+  constructor(
+    readonly tag: Tag,
+    readonly capability: FrameCapability,
+    readonly timeoutMs: number,
+    readonly resolve: (answer: Uint8Array) => void,
+    readonly reject: (error: TaplineError) => void,
+  ) {}
 }
 
 /** An AbortSignal that fires when any of `signals` fires, keeping that signal's reason. */

@@ -1,7 +1,7 @@
 import { Observable, ReplaySubject } from 'rxjs';
-import { ErrorCode, TaplineError, isTaplineError, tagLostError } from '../model/errors.js';
+import { ErrorCode, TaplineError, isTaplineError, tagLostError, timeoutError } from '../model/errors.js';
 import type { Logger } from '../runtime/logger.js';
-import { settleWithin, withDeadline } from '../util/deadline.js';
+import { SerialDeadline, settleWithin, withDeadline } from '../util/deadline.js';
 import {
   scardCtlCode,
   type PcscCallOptions,
@@ -51,7 +51,7 @@ export interface PcscliteReaderLike {
   on(event: 'error', listener: (error: Error) => void): unknown;
   connect(options: { share_mode: number; protocol: number }, callback: PcscliteCallback<number>): void;
   disconnect(disposition: number, callback: PcscliteCallback<void>): void;
-  transmit(data: Buffer, responseLength: number, protocol: number, callback: PcscliteCallback<Buffer>): void;
+  transmit(data: Uint8Array, responseLength: number, protocol: number, callback: PcscliteCallback<Buffer>): void;
   control(data: Buffer, controlCode: number, responseLength: number, callback: PcscliteCallback<Buffer>): void;
   close(): void;
 }
@@ -525,23 +525,30 @@ class NativeReaderPort implements PcscReaderPort {
    * so closing while a call hangs would block the event loop for as long as the card stays silent.
    */
   call<T>(start: (done: PcscliteCallback<T>) => void): Promise<T | undefined> {
-    this.#inFlight++;
     return new Promise<T | undefined>((resolve, reject) => {
-      let settled = false;
-      const done: PcscliteCallback<T> = (error, value) => {
-        if (settled) return;
-        settled = true;
-        this.#inFlight--;
-        if (this.#inFlight === 0 && this.#closeWhenIdle) closeQuietly(this.#raw, this.#settings.logger);
+      this.invoke(start, (error, value) => {
         if (error) reject(error);
         else resolve(value);
-      };
-      try {
-        start(done);
-      } catch (error) {
-        done(error instanceof Error ? error : new Error(String(error)));
-      }
+      });
     });
+  }
+
+  /** {@link NativeReaderPort.call} without the promise, for the per-frame path. `callback` runs once. */
+  invoke<T>(start: (done: PcscliteCallback<T>) => void, callback: PcscliteCallback<T>): void {
+    this.#inFlight++;
+    let settled = false;
+    const done: PcscliteCallback<T> = (error, value) => {
+      if (settled) return;
+      settled = true;
+      this.#inFlight--;
+      if (this.#inFlight === 0 && this.#closeWhenIdle) closeQuietly(this.#raw, this.#settings.logger);
+      callback(error, value);
+    };
+    try {
+      start(done);
+    } catch (error) {
+      done(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   goneError(): TaplineError {
@@ -604,6 +611,9 @@ class NativeCard implements PcscCard {
   readonly #raw: PcscliteReaderLike;
   readonly #protocolNumber: number;
   #released = false;
+  /** True while a transmit on the fast path runs; {@link NativeCard.#deadline} serves one transmit at a time. */
+  #transmitting = false;
+  readonly #deadline = new SerialDeadline();
 
   constructor(port: NativeReaderPort, raw: PcscliteReaderLike, protocol: PcscCard['protocol'], protocolNumber: number) {
     this.#port = port;
@@ -617,23 +627,64 @@ class NativeCard implements PcscCard {
   }
 
   transmit(command: Uint8Array, options: PcscCallOptions): Promise<Uint8Array> {
-    const name = this.#port.name;
-    return this.guarded('transmit', options, async () => {
-      const data = Buffer.from(command);
-      let response: Buffer | undefined;
-      try {
-        response = await this.#port.call<Buffer>((done) =>
-          this.#raw.transmit(data, MAX_RESPONSE_BYTES, this.#protocolNumber, done),
-        );
-      } catch (error) {
-        throw mapPcscError(error, 'transmit', name);
-      }
-      // pcscd answers a transmit pending at removal with success and no bytes.
-      if (!response || response.length < 2) {
-        throw tagLostError(`transmit on ${name}`, new Error(`short response (${response?.length ?? 0} bytes)`));
-      }
-      return Uint8Array.from(response);
+    // The common case (one call at a time, no signal) takes a path with no timer or listener of its own per frame:
+    // those alone cost more than the rest of Tapline's work on an APDU (bench/apdu-overhead).
+    if (this.#transmitting || options.signal || this.#released) {
+      return this.guarded(
+        'transmit',
+        options,
+        () => new Promise((resolve, reject) => this.send(command, resolve, reject)),
+      );
+    }
+    this.#transmitting = true;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let settled = false;
+      const finish = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        this.#transmitting = false;
+        this.#deadline.stop();
+        return true;
+      };
+      this.#deadline.start(options.timeoutMs, () => {
+        if (finish()) reject(timeoutError(`transmit on ${this.#port.name}`, options.timeoutMs));
+      });
+      this.send(
+        command,
+        (answer) => {
+          if (finish()) resolve(answer);
+        },
+        (error) => {
+          if (finish()) reject(error);
+        },
+      );
     });
+  }
+
+  /** One SCardTransmit; a late answer after the caller gave up is dropped by the caller's own settle guard. */
+  private send(
+    command: Uint8Array,
+    resolve: (answer: Uint8Array) => void,
+    reject: (error: TaplineError) => void,
+  ): void {
+    const name = this.#port.name;
+    // The binding takes any Uint8Array and copies it before returning, and it answers with a fresh buffer: no copies
+    // on either side.
+    this.#port.invoke<Buffer>(
+      (done) => this.#raw.transmit(command, MAX_RESPONSE_BYTES, this.#protocolNumber, done),
+      (error, response) => {
+        if (error) {
+          reject(mapPcscError(error, 'transmit', name));
+          return;
+        }
+        // pcscd answers a transmit pending at removal with success and no bytes.
+        if (!response || response.length < 2) {
+          reject(tagLostError(`transmit on ${name}`, new Error(`short response (${response?.length ?? 0} bytes)`)));
+          return;
+        }
+        resolve(new Uint8Array(response.buffer, response.byteOffset, response.length));
+      },
+    );
   }
 
   control(code: number, data: Uint8Array, options: PcscCallOptions): Promise<Uint8Array> {

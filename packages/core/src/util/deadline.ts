@@ -60,3 +60,67 @@ export function settleWithin<T>(options: DeadlineOptions, operation: () => Promi
     );
   });
 }
+
+/**
+ * The deadline of one operation at a time, for the per-frame paths (a reader's exchanges, one PC/SC connection's
+ * transmits), where a timer and an abort listener per frame measurably slow every APDU (bench/apdu-overhead).
+ *
+ * One timer serves many operations: {@link SerialDeadline.start} only records when the current operation is due and
+ * creates a timer when none is running or the running one would fire too late; when the timer fires early for the
+ * current operation (it was set for an earlier one) it re-arms for the time left. While operations keep finishing in
+ * time, there is about one timer per `timeoutMs`, not one per frame.
+ *
+ * The timer is unreferenced: an operation in flight is a native call or I/O that keeps the process alive on its own,
+ * and an idle reader must never keep a finished CLI from exiting.
+ */
+export class SerialDeadline {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the running timer fires, on the `performance.now()` clock. */
+  #timerDue = Number.POSITIVE_INFINITY;
+  /** When the current operation is due; infinite when none runs. */
+  #due = Number.POSITIVE_INFINITY;
+  #onExpire: (() => void) | undefined;
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    this.#timerDue = Number.POSITIVE_INFINITY;
+    const onExpire = this.#onExpire;
+    if (!onExpire) return;
+    const left = this.#due - performance.now();
+    // Timers run on the loop's millisecond clock and may fire a fraction of a millisecond before our clock agrees.
+    if (left > 1) {
+      this.#arm(left);
+      return;
+    }
+    this.stop();
+    onExpire();
+  };
+
+  /** Starts the deadline of the next operation: `onExpire` runs once unless {@link SerialDeadline.stop} comes first. */
+  start(timeoutMs: number, onExpire: () => void): void {
+    this.#onExpire = onExpire;
+    this.#due = performance.now() + timeoutMs;
+    if (this.#due < this.#timerDue) this.#arm(timeoutMs);
+  }
+
+  /** The current operation finished: its deadline no longer applies. The timer is left to lapse. */
+  stop(): void {
+    this.#onExpire = undefined;
+    this.#due = Number.POSITIVE_INFINITY;
+  }
+
+  /** Stops the current deadline and clears the timer. */
+  dispose(): void {
+    this.stop();
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDue = Number.POSITIVE_INFINITY;
+  }
+
+  #arm(delayMs: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    const delay = Math.max(1, Math.ceil(delayMs));
+    this.#timerDue = performance.now() + delay;
+    this.#timer = setTimeout(this.#fire, delay);
+    this.#timer.unref();
+  }
+}
