@@ -3,15 +3,20 @@
 // request is pending with --exit-when-idle. Exit codes: 0 stopped cleanly, 1 the agent failed, 2 usage.
 import { parseArgs } from 'node:util';
 
-const USAGE = `Usage: tapline-agent [--sim] [--sim-requests N] [--exit-when-idle] [--json]
+const USAGE = `Usage: tapline-agent [--sim] [--sim-requests N] [--exit-when-idle] [--json] [--platform URL]
 
-Answers scan requests with taps on a reader.
+Answers the scan requests pending for your VivoKey profile with taps on a reader. Associate first with
+\`tapline login\`; pick between several pending requests with \`tapline agent choose ID\`.
 
-  --sim              use the built-in simulator instead of real readers
-  --sim-requests N   queue N simulated scan requests (default 1 with --sim, else 0)
-  --exit-when-idle   stop as soon as no request is pending
-  --json             print events as JSON lines
-  -h, --help         show this help`;
+  --platform URL        the platform (default: TAPLINE_PLATFORM_URL or the config file)
+  --issuer URL          its OpenID Connect issuer (default: <platform>/oidc)
+  --sim                 simulated readers with a Spark 2 and an in-process reference platform, associated
+                        automatically (with --platform: simulated readers, that platform)
+  --sim-requests N      scan requests the reference platform holds at start (default 1 with --sim)
+  --exit-when-idle      stop as soon as no request is pending
+  --json                print events as JSON lines; the last is {"answered":N,"failed":N,...}
+  --no-control-socket   do not listen for \`tapline agent choose\` / \`status\`
+  -h, --help            show this help`;
 
 function usageError(message) {
   process.stderr.write(`tapline-agent: ${message}\n\n${USAGE}\n`);
@@ -23,6 +28,10 @@ try {
   ({ values } = parseArgs({
     options: {
       sim: { type: 'boolean', default: false },
+      platform: { type: 'string' },
+      issuer: { type: 'string' },
+      'sim-readers': { type: 'string' },
+      'no-control-socket': { type: 'boolean', default: false },
       'sim-requests': { type: 'string' },
       'exit-when-idle': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -44,6 +53,13 @@ if (!Number.isInteger(requests) || requests < 0 || (requestsText !== undefined &
   usageError(`--sim-requests must be a whole number, not "${requestsText}"`);
 }
 
+const readersText = values['sim-readers'];
+const simReaders = readersText === undefined ? 1 : Number(readersText);
+if (!/^\d+$/.test(readersText ?? '1') || simReaders < 1) {
+  usageError(`--sim-readers must be a whole number of at least 1, not "${readersText}"`);
+}
+const simulatedReaders = values.sim || readersText !== undefined;
+
 const controller = new AbortController();
 let stopping = false;
 const onSignal = () => {
@@ -59,13 +75,21 @@ process.on('SIGTERM', onSignal);
 const { runAgent } = await import('../dist/index.js');
 try {
   await runAgent({
-    sim: values.sim,
+    sim: simulatedReaders,
+    simReaders,
+    // An explicit --platform keeps the simulated readers but uses that platform and the stored association.
+    simPlatform: values.platform === undefined,
     requests,
     exitWhenIdle: values['exit-when-idle'],
     json: values.json,
     signal: controller.signal,
+    ...(values['no-control-socket'] ? { controlSocket: false } : {}),
+    config: {
+      ...(values.platform === undefined ? {} : { platformUrl: values.platform }),
+      ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+    },
     // The simulated chip is lifted and tapped again after each dialogue, so every simulated request gets a tap.
-    simRetapMs: 250,
+    simAutoTapMs: 250,
   });
 } catch (error) {
   const code = error?.code ?? 'INTERNAL';

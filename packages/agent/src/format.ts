@@ -1,4 +1,4 @@
-import type { ReadersEvent, ScanEvent, Tag, TaplineErrorJson } from '@tapline/core';
+import type { ReadersEvent, ScanEvent, ScanRequest, Tag, TaplineErrorJson } from '@tapline/core';
 
 /** A tag as agent output shows it. */
 export interface TagJson {
@@ -25,6 +25,22 @@ function errorJson(error: { toJSON(): TaplineErrorJson }): TaplineErrorJson {
   return error.toJSON();
 }
 
+/** Who asks and why, when the request says. */
+function describeRequest(request: ScanRequest): { relyingParty?: string; purpose?: string } {
+  return {
+    ...(request.relyingParty === undefined ? {} : { relyingParty: request.relyingParty }),
+    ...(request.purpose === undefined ? {} : { purpose: request.purpose }),
+  };
+}
+
+/** "Front door: Open the front door (sr_…)", or the id alone. */
+function requestText(line: AgentLine, id: string): string {
+  const who = typeof line['relyingParty'] === 'string' ? line['relyingParty'] : undefined;
+  const why = typeof line['purpose'] === 'string' ? line['purpose'] : undefined;
+  const text = [who, why].filter(Boolean).join(': ');
+  return text ? `${text} (${id})` : id;
+}
+
 /** The output line of a scan-pipeline event; the answer `R` is printed as is. */
 export function scanEventLine<R>(event: ScanEvent<R>, now: Date = new Date()): AgentLine {
   const time = now.toISOString();
@@ -34,9 +50,15 @@ export function scanEventLine<R>(event: ScanEvent<R>, now: Date = new Date()): A
     case 'ready':
     case 'chosen':
     case 'expired':
-      return { event: event.type, time, request: event.request.id };
+      return { event: event.type, time, request: event.request.id, ...describeRequest(event.request) };
     case 'choice-needed':
-      return { event: event.type, time, requests: event.requests.map((r) => r.id), reason: event.reason };
+      return {
+        event: event.type,
+        time,
+        requests: event.requests.map((r) => r.id),
+        reason: event.reason,
+        offered: event.requests.map((r) => ({ id: r.id, ...describeRequest(r) })),
+      };
     case 'started':
       return { event: event.type, time, request: event.request.id, tag: tagJson(event.tag) };
     case 'completed':
@@ -81,6 +103,12 @@ export function readersEventLine(event: ReadersEvent, now: Date = new Date()): A
   }
 }
 
+function formatSeconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
+const CHIP_NAMES: Readonly<Record<string, string>> = { spark1: 'Spark 1', spark2: 'Spark 2', apex: 'Apex' };
+
 /** The human form of an output line. */
 export function humanLine(line: AgentLine): string {
   const s = (key: string): string => {
@@ -95,15 +123,26 @@ export function humanLine(line: AgentLine): string {
     case 'idle':
       return 'idle: no scan request is pending';
     case 'ready':
-      return `ready: tap a tag to answer request ${s('request')}`;
+      return `ready: tap your implant to answer ${requestText(line, s('request'))}`;
     case 'chosen':
-      return `chosen: the next tap answers request ${s('request')}`;
-    case 'choice-needed':
-      return `choice needed: ${(line['requests'] as string[]).join(', ')} are pending (${s('reason')})`;
+      return `chosen: the next tap answers ${requestText(line, s('request'))}`;
+    case 'choice-needed': {
+      const offered = (line['offered'] as AgentLine[] | undefined) ?? [];
+      const list = offered.map((o) => `\n  ${requestText(o, String(o['id']))}`).join('');
+      const how = 'pick one with `tapline agent choose ID`';
+      const why = line['reason'] === 'tap-without-choice' ? 'the tap was not used; ' : '';
+      return `choice needed: ${offered.length} requests are pending (${why}${how}):${list}`;
+    }
     case 'started':
       return `started: request ${s('request')}${on}`;
-    case 'completed':
-      return `completed: request ${s('request')} answered with ${JSON.stringify(line['result'])}${on}`;
+    case 'completed': {
+      const result = line['result'] as { chip?: unknown; answeredInMs?: unknown } | undefined;
+      const detail =
+        result && typeof result.chip === 'string'
+          ? ` with a ${CHIP_NAMES[result.chip] ?? result.chip}${typeof result.answeredInMs === 'number' ? ` in ${result.answeredInMs} ms` : ''}`
+          : ` with ${JSON.stringify(result)}`;
+      return `completed: request ${s('request')} answered${detail}${on}`;
+    }
     case 'failed':
       return `failed: request ${s('request')}${on}${why}`;
     case 'expired':
@@ -118,6 +157,14 @@ export function humanLine(line: AgentLine): string {
       return `reader skipped: ${s('reader')}${why}`;
     case 'transport-unavailable':
       return `transport unavailable: ${s('transport')}${why}`;
+    case 'platform-unreachable': {
+      const hint = error?.hint ? ` Hint: ${error.hint}` : '';
+      const retry = typeof line['retryInMs'] === 'number' ? ` Retrying in ${formatSeconds(line['retryInMs'])}.` : '';
+      const what = error?.code === 'NOT_ASSOCIATED' ? 'not associated' : 'platform unreachable';
+      return `${what}${why}${retry}${hint}`;
+    }
+    case 'platform-reachable':
+      return 'platform reachable again';
     case 'stopped':
       return `stopped: ${s('reason')}, ${s('answered')} answered, ${s('failed')} failed`;
     default:

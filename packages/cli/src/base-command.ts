@@ -180,6 +180,11 @@ export abstract class TaplineCommand<T extends typeof Command> extends Command {
     this.flags = flags as TaplineFlags<T>;
   }
 
+  /** Aborted on SIGINT/SIGTERM, for commands that wait without composing readers. */
+  protected abortSignal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
   /** Registers a cleanup step; steps run in reverse order when the command ends, on every path. */
   protected onCleanup(step: () => Promise<void> | void): void {
     this.#cleanups.push(step);

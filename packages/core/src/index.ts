@@ -33,6 +33,7 @@ export * from './runtime/clock.js';
 export * from './runtime/config.js';
 export * from './runtime/tokens.js';
 export * from './runtime/container.js';
+export * from './runtime/file-lock.js';
 export * from './runtime/once-store.js';
 export * from './crypto/aes.js';
 export * from './crypto/ecdsa.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, configDirectory, loadConfig } from '../src/index.js';
+import { DEFAULT_CONFIG, configDirectory, credentialsFilePath, loadConfig, resolveIssuer } from '../src/index.js';
 
 function tempFile(content: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'tapline-config-'));
@@ -68,5 +68,65 @@ describe('platform settings in config', () => {
       expect(error).toMatchObject({ code: 'INVALID_ARGUMENT' });
       expect(JSON.stringify((error as { toJSON(): unknown }).toJSON())).not.toContain('secret-key-123');
     }
+  });
+});
+
+describe('association settings in config', () => {
+  it('defaults the client id, and leaves issuer and credentials file to be derived', () => {
+    const config = loadConfig({ file: '/nonexistent/tapline.json', env: {} });
+    expect(config.clientId).toBe('tapline-desktop');
+    expect(config.issuer).toBeUndefined();
+    expect(config.credentialsFile).toBeUndefined();
+  });
+
+  it('reads issuer, client id and credentials file from the file, the environment over it', () => {
+    const file = tempFile(
+      JSON.stringify({ issuer: 'https://file.example/oidc', clientId: 'from-file', credentialsFile: '/f/creds.json' }),
+    );
+    expect(loadConfig({ file, env: {} })).toMatchObject({
+      issuer: 'https://file.example/oidc',
+      clientId: 'from-file',
+      credentialsFile: '/f/creds.json',
+    });
+    expect(
+      loadConfig({
+        file,
+        env: {
+          TAPLINE_ISSUER: 'https://env.example/oidc',
+          TAPLINE_CLIENT_ID: 'from-env',
+          TAPLINE_CREDENTIALS_FILE: '/e/creds.json',
+        },
+      }),
+    ).toMatchObject({ issuer: 'https://env.example/oidc', clientId: 'from-env', credentialsFile: '/e/creds.json' });
+  });
+
+  it('refuses an issuer that is not an http(s) URL, an empty client id and an empty credentials file', () => {
+    for (const bad of [{ issuer: 'auth.vivokey.com/oidc' }, { issuer: 'ftp://x/oidc' }, { issuer: 42 }]) {
+      expect(() => loadConfig({ file: tempFile(JSON.stringify(bad)), env: {} })).toThrow(/"issuer"/);
+    }
+    expect(() => loadConfig({ file: tempFile('{"clientId":""}'), env: {} })).toThrow(/"clientId"/);
+    expect(() => loadConfig({ file: tempFile('{"clientId":"has space"}'), env: {} })).toThrow(/"clientId"/);
+    expect(() => loadConfig({ file: tempFile('{"credentialsFile":""}'), env: {} })).toThrow(/"credentialsFile"/);
+  });
+
+  it('derives the issuer from the platform URL (oidc beneath it) unless one is set', () => {
+    expect(() => resolveIssuer({ platformUrl: 'not a url' })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+    expect(resolveIssuer({}).href).toBe('https://auth.vivokey.com/oidc');
+    expect(resolveIssuer({ platformUrl: 'http://127.0.0.1:4000' }).href).toBe('http://127.0.0.1:4000/oidc');
+    expect(resolveIssuer({ platformUrl: 'https://p.example/api/' }).href).toBe('https://p.example/api/oidc');
+    // A path prefix is kept without the trailing slash too, as the platform clients keep it.
+    expect(resolveIssuer({ platformUrl: 'https://p.example/api' }).href).toBe('https://p.example/api/oidc');
+    expect(resolveIssuer({ platformUrl: 'https://p.example', issuer: 'https://id.example/' }).href).toBe(
+      'https://id.example/',
+    );
+  });
+
+  it('puts the credentials file in the config directory unless one is set', () => {
+    expect(credentialsFilePath({}, { TAPLINE_CONFIG_DIR: '/cfg' })).toBe('/cfg/credentials.json');
+    expect(credentialsFilePath({ credentialsFile: '/else/c.json' }, { TAPLINE_CONFIG_DIR: '/cfg' })).toBe(
+      '/else/c.json',
+    );
   });
 });

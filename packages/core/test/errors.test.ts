@@ -3,6 +3,9 @@ import {
   ErrorCode,
   TaplineError,
   abortError,
+  associationDeniedError,
+  associationExpiredError,
+  notAssociatedError,
   hasErrorCode,
   isTaplineError,
   tagLostError,
@@ -21,6 +24,10 @@ describe('TaplineError', () => {
       UnsupportedCapability: 'UNSUPPORTED_CAPABILITY',
       DriverNotFound: 'DRIVER_NOT_FOUND',
       InvalidArgument: 'INVALID_ARGUMENT',
+      StorageFailed: 'STORAGE_FAILED',
+      NotAssociated: 'NOT_ASSOCIATED',
+      AssociationDenied: 'ASSOCIATION_DENIED',
+      AssociationExpired: 'ASSOCIATION_EXPIRED',
     });
     expect(new Set(Object.values(ErrorCode)).size).toBe(Object.values(ErrorCode).length);
   });
@@ -83,5 +90,21 @@ describe('TaplineError', () => {
     for (let i = 0; i < 20; i++) cause = new Error(`level ${i}`, { cause });
     const error = new TaplineError(ErrorCode.Internal, 'top', { cause });
     expect(error.toJSON().causes).toHaveLength(8);
+  });
+
+  it('builds the association errors with the next step in the hint', () => {
+    const plain = notAssociatedError();
+    expect(plain.code).toBe('NOT_ASSOCIATED');
+    expect(plain.message).toBe('This computer is not associated with a VivoKey account.');
+    expect(plain.hint).toMatch(/`tapline login`/);
+    const why = notAssociatedError('the platform ended the association', { details: { error: 'invalid_grant' } });
+    expect(why.message).toBe(
+      'This computer is not associated with a VivoKey account: the platform ended the association.',
+    );
+    expect(why.details).toEqual({ error: 'invalid_grant' });
+    expect(associationDeniedError().code).toBe('ASSOCIATION_DENIED');
+    expect(associationDeniedError().hint).toMatch(/tapline login/);
+    expect(associationExpiredError().code).toBe('ASSOCIATION_EXPIRED');
+    expect(associationExpiredError().hint).toMatch(/tapline login/);
   });
 });

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger, logLevelFromEnv, redact, type LogLevel, type LogRecord } from '../src/index.js';
+import {
+  ErrorCode,
+  TaplineError,
+  createLogger,
+  logLevelFromEnv,
+  redact,
+  type LogLevel,
+  type LogRecord,
+} from '../src/index.js';
 
 function capture(level: LogLevel) {
   const records: LogRecord[] = [];
@@ -59,6 +67,15 @@ describe('logger', () => {
     expect(redact({ atr: Uint8Array.of(0x3b, 0x8f), error: new RangeError('bad') })).toEqual({
       atr: '3B 8F',
       error: { name: 'RangeError', message: 'bad' },
+    });
+  });
+
+  it("keeps an error's stable code and hint, which are what a reader of the log acts on", () => {
+    const lost = new TaplineError(ErrorCode.NotAssociated, 'Not associated.', { hint: 'Run `tapline login`.' });
+    const missing = Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' });
+    expect(redact({ lost, missing })).toEqual({
+      lost: { name: 'TaplineError', message: 'Not associated.', code: 'NOT_ASSOCIATED', hint: 'Run `tapline login`.' },
+      missing: { name: 'Error', message: 'ENOENT: no such file', code: 'ENOENT' },
     });
   });
 

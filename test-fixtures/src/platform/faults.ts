@@ -9,7 +9,14 @@ import { ErrorCode, TaplineError } from '@tapline/core';
 
 /** What every fault takes. */
 export interface PlatformFaultBase {
-  /** Only requests to this path (`/session`, …). Default: every path. */
+  /**
+   * Only requests to this path. Default: every path. A request answers to its exact path (`/session`,
+   * `/oidc/token`, `/scan-requests/sr_…/claim`), to its route template when the path holds an id
+   * (`/scan-requests/{id}/claim`, `/scan-requests/{id}/answer`, `/scan-requests/{id}/cancel`,
+   * `/rp/scan-requests/{id}`, `/oidc/device/{uid}`, `/oidc/interaction/{uid}`) and to its family: `/scan-requests`
+   * (the list and every claim, answer and cancel), `/rp/scan-requests` (create and read), `/oidc` (every request to
+   * the OpenID Provider).
+   */
   readonly path?: string;
   /** How many matching requests it hits, then it is spent. Default: every one until cleared. */
   readonly times?: number;
@@ -167,15 +174,19 @@ export class FaultInjector implements FaultControl {
     return this.#injected;
   }
 
-  /** Takes the faults that hit a request to `path`, spending one of each one's hits. */
-  take(path: string): FaultPlan {
+  /**
+   * Takes the faults that hit a request known by `names` (its path, and the route template and family it belongs
+   * to, see {@link PlatformFaultBase.path}), spending one of each one's hits.
+   */
+  take(names: string | readonly string[]): FaultPlan {
+    const known: readonly string[] = typeof names === 'string' ? [names] : names;
     let latencyMs = 0;
     let answer: StatusFault | ResetFault | undefined;
     let malformed = false;
     let slowBody: SlowBodyFault | undefined;
     for (const slot of this.#slots) {
       const { fault } = slot;
-      if (fault.path !== undefined && fault.path !== path) continue;
+      if (fault.path !== undefined && !known.includes(fault.path)) continue;
       // A second status or reset could not change the answer; it stays armed for the next request.
       if ((fault.kind === 'status' || fault.kind === 'reset') && answer !== undefined) continue;
       if (fault.kind === 'slow-body' && slowBody !== undefined) continue;

@@ -52,6 +52,17 @@ export const ErrorCode = {
   AlreadyUsed: 'ALREADY_USED',
   /** A file Tapline keeps (token store, once-per-chip store) could not be read or written: disk full, I/O error. */
   StorageFailed: 'STORAGE_FAILED',
+  /**
+   * This computer is not associated with a VivoKey account (never logged in, logged out, or the platform ended the
+   * association). `tapline login` associates it.
+   */
+  NotAssociated: 'NOT_ASSOCIATED',
+  /** The person declined the association on the VivoKey side (the device-login page). */
+  AssociationDenied: 'ASSOCIATION_DENIED',
+  /** The device login was not approved before its code expired. */
+  AssociationExpired: 'ASSOCIATION_EXPIRED',
+  /** No agent answers on the local control socket (`tapline agent status`, `tapline agent choose`): start one. */
+  AgentNotRunning: 'AGENT_NOT_RUNNING',
   /** Any other failure inside Tapline; a bug report is welcome. */
   Internal: 'INTERNAL',
 } as const;
@@ -191,5 +202,38 @@ export function iso15693UnsupportedError(readerName: string, frontEnd: string): 
       details: { reader: readerName, chip: frontEnd, capability: 'iso15693' },
       hint: 'Read a Spark 1 with an Identiv uTrust 3720 F or 3721 F.',
     },
+  );
+}
+
+/** What to run to associate this computer with a VivoKey account. */
+export const LOGIN_HINT = 'Run `tapline login` to associate this computer with your VivoKey account.';
+
+/**
+ * The error for a call that needs an association this computer does not have (or no longer has): `NOT_ASSOCIATED`
+ * with the hint to run `tapline login`. `why` completes the sentence "This computer is not associated with a VivoKey
+ * account" (for example "the platform ended the association").
+ */
+export function notAssociatedError(why?: string, options: Omit<TaplineErrorOptions, 'hint'> = {}): TaplineError {
+  return new TaplineError(
+    ErrorCode.NotAssociated,
+    `This computer is not associated with a VivoKey account${why === undefined ? '' : `: ${why}`}.`,
+    { ...options, hint: LOGIN_HINT },
+  );
+}
+
+/** The error for a device login the person declined: `ASSOCIATION_DENIED`. */
+export function associationDeniedError(options: Omit<TaplineErrorOptions, 'hint'> = {}): TaplineError {
+  return new TaplineError(ErrorCode.AssociationDenied, 'The association was declined on the VivoKey side.', {
+    ...options,
+    hint: 'If that was not you, nothing was associated. To try again, run `tapline login` and approve the code.',
+  });
+}
+
+/** The error for a device login whose code expired before it was approved: `ASSOCIATION_EXPIRED`. */
+export function associationExpiredError(options: Omit<TaplineErrorOptions, 'hint'> = {}): TaplineError {
+  return new TaplineError(
+    ErrorCode.AssociationExpired,
+    'The login code expired before it was approved; nothing was associated.',
+    { ...options, hint: 'Run `tapline login` again and approve the new code within the time it shows.' },
   );
 }

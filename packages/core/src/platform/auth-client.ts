@@ -22,7 +22,9 @@ import { silentLogger, type Logger } from '../runtime/logger.js';
 import {
   BodyTooLargeError,
   checkTimeout,
+  isLoopback,
   networkErrorCode,
+  parseBaseUrl,
   parseJsonBytes,
   readBodyLimited,
   sanitizeCause,
@@ -603,35 +605,4 @@ function checkApiKey(value: unknown): string {
     );
   }
   return value;
-}
-
-function parseBaseUrl(value: string | URL): URL {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch (cause) {
-    throw new TaplineError(ErrorCode.InvalidArgument, 'The platform URL is not a valid URL.', {
-      cause,
-      hint: 'Pass an absolute URL such as https://auth.vivokey.com (--platform).',
-    });
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new TaplineError(ErrorCode.InvalidArgument, 'The platform URL must use https:// (or http:// for testing).', {
-      details: { protocol: url.protocol },
-    });
-  }
-  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-    // Credentials or a query would be copied into every request URL and every log line that names it.
-    throw new TaplineError(
-      ErrorCode.InvalidArgument,
-      'The platform URL must not carry credentials, a query or a fragment; pass the API key separately.',
-    );
-  }
-  const base = new URL(url.href);
-  if (!base.pathname.endsWith('/')) base.pathname = `${base.pathname}/`;
-  return base;
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }

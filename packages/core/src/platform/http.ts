@@ -193,3 +193,40 @@ export function parseJsonBytes(bytes: Uint8Array): unknown {
     throw new SyntaxError(message.replace(/"(?:[^"\\]|\\.)*"?|'[^']*'/g, '…'));
   }
 }
+
+/**
+ * Parses a platform base URL: http or https, no credentials, query or fragment (they would be copied into every request
+ * URL and every log line that names it), the path ending in `/` so that endpoints resolve beneath it. Fails with
+ * `INVALID_ARGUMENT`.
+ */
+export function parseBaseUrl(value: string | URL): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch (cause) {
+    throw new TaplineError(ErrorCode.InvalidArgument, 'The platform URL is not a valid URL.', {
+      cause,
+      hint: 'Pass an absolute URL such as https://auth.vivokey.com (--platform).',
+    });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new TaplineError(ErrorCode.InvalidArgument, 'The platform URL must use https:// (or http:// for testing).', {
+      details: { protocol: url.protocol },
+    });
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    // Credentials or a query would be copied into every request URL and every log line that names it.
+    throw new TaplineError(
+      ErrorCode.InvalidArgument,
+      'The platform URL must not carry credentials, a query or a fragment; pass the API key separately.',
+    );
+  }
+  const base = new URL(url.href);
+  if (!base.pathname.endsWith('/')) base.pathname = `${base.pathname}/`;
+  return base;
+}
+
+/** True for `localhost`, `127.x.y.z` and `[::1]`: addresses that never leave this computer. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}

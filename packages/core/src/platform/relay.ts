@@ -1,6 +1,8 @@
 /**
  * The VivoKey relay: Tapline as the desktop reader between a VivoKey implant and the VivoKey platform, running the
- * dialogue VivoKey's own clients run (protocols.md §1.1, §2) and ending with a verified authenticity token.
+ * dialogue VivoKey's own clients run (protocols.md §1.1, §2) and ending with a verified authenticity token
+ * ({@link verifyChip}), or with the answer to a relying party's scan request ({@link answerScanRequest}). Both run the
+ * same chip dialogue; only where the challenge comes from and where the chip's answer goes differ.
  *
  * The reader never holds a chip key. For a Spark 2 and an Apex the platform plays the PCD of AuthenticateEV2First
  * with key number 2; for a Spark 1 it supplies the TAM1 IChallenge and checks the TResponse.
@@ -11,7 +13,13 @@ import { performance } from 'node:perf_hooks';
 import { filter, type Subscription } from 'rxjs';
 import { Capability } from '../model/capabilities.js';
 import { ErrorCode, TaplineError, abortError, isTaplineError, toTaplineError } from '../model/errors.js';
-import type { AuthenticityClaims, PlatformCallOptions, PlatformClient } from '../model/platform.js';
+import type {
+  AuthenticityClaims,
+  ChallengeRequest,
+  ChallengeResponse,
+  PlatformCallOptions,
+  PlatformClient,
+} from '../model/platform.js';
 import { combineSignals } from '../model/reader.js';
 import type { Tag } from '../model/tag.js';
 import { systemClock, type Clock } from '../runtime/clock.js';
@@ -24,6 +32,7 @@ import { Iso15693Tag } from '../tags/iso15693/iso15693-tag.js';
 import { EV2_ANSWER_LENGTH, beginSplitAuthentication, finishSplitAuthentication } from '../tags/ntag4xx/auth.js';
 import { selectNdefApplication } from '../tags/ntag4xx/commands.js';
 import { toHex } from '../util/bytes.js';
+import { isScanRequestId, type ClaimRequest, type ScanRequestClient } from './scan-request-client.js';
 
 /** The chips the VivoKey platform can vouch for through a relay. */
 export type VerifiableChip = 'spark1' | 'spark2' | 'apex';
@@ -126,26 +135,60 @@ export interface VerificationResult {
   readonly apdus: number;
 }
 
-/** What the relay needs from the chip-specific half of the dialogue. */
-interface ChipRelayOutcome {
+/**
+ * The steps of answering a scan request ({@link answerScanRequest}), in the order they can happen: as
+ * {@link RelayStep}, with `claim` for the platform's challenge and `answer` for the submission.
+ */
+export type ScanAnswerStep =
+  'identify' | 'select' | 'chip-challenge' | 'claim' | 'chip-answer' | 'chip-released' | 'answer';
+
+/** The chip's half of a dialogue, ready to be submitted. */
+interface ChipDialogue {
+  readonly chip: VerifiableChip;
   readonly uid: string;
-  readonly sessionResponse: string;
+  /** The chip's answer for `/session` or the scan request's answer, hex. */
+  readonly chipResponse: string;
+  /** The `/challenge` token, or the scan request's claim. A secret. */
   readonly token: string;
 }
 
-/** Bookkeeping shared by the steps of one verification. */
+/** Gets the platform's challenge for the chip: `/challenge` for a verification, a claim for a scan request. */
+type ChallengeStep = (request: ClaimRequest, options: PlatformCallOptions) => Promise<ChallengeResponse>;
+
+/** The steps of the shared dialogue, and the platform steps that follow it. */
+type DialogueStep = RelayStep | 'answer';
+type PlatformStep = 'platform-challenge' | 'session' | 'verify-token' | 'answer';
+
+/** Options every chip dialogue takes. */
+interface DialogueOptions {
+  readonly signal?: AbortSignal | undefined;
+  readonly apduTimeoutMs?: number | undefined;
+  readonly platformTimeoutMs?: number | undefined;
+}
+
+/** Bookkeeping shared by the steps of one dialogue. */
 interface RelayRun {
   readonly tag: Tag;
-  readonly platform: PlatformClient;
-  readonly options: VerifyChipOptions;
-  /** Aborted when the tag leaves the field; the chip steps and the `/challenge` listen to it. */
+  readonly options: DialogueOptions;
+  /** Obtains the platform's challenge. */
+  readonly challenge: ChallengeStep;
+  /** Reports a step to the caller, under the caller's name for it. */
+  readonly notify: (step: DialogueStep) => void;
+  /** The caller's name of a step, for `details.step`. */
+  readonly stepName: (step: DialogueStep) => string;
+  /** How a platform step's failure starts its message. */
+  readonly platformWhat: Readonly<Record<PlatformStep, string>>;
+  /** Added to the hint of `TAG_LOST`. */
+  readonly lostHint: string;
+  /** Aborted when the tag leaves the field; the chip steps and the challenge listen to it. */
   readonly presence: AbortController;
   readonly exchange: ExchangeOptions;
   frames: number;
   chipMs: number;
   lastChipAnswerAt: number;
   challengeMs: number;
-  sessionMs: number;
+  /** `/session`, or the scan request's answer. */
+  submitMs: number;
   verifyMs: number;
 }
 
@@ -180,45 +223,24 @@ export async function verifyChip(
   const startedAt = performance.now();
   // Time before the call is only known to the clock's precision; everything after is measured finely.
   const waitedMs = Math.max(0, clock.now() - tag.arrivedAt);
-  const presence = new AbortController();
-  const run: RelayRun = {
-    tag,
-    platform,
-    options,
-    presence,
-    exchange: {
-      ...(options.apduTimeoutMs === undefined ? {} : { timeoutMs: options.apduTimeoutMs }),
-      signal: combineSignals(options.signal, presence.signal),
+  const run = newRun(tag, options, {
+    challenge: (request, call) => platform.challenge(challengeRequest(request), call),
+    notify: (step) => {
+      if (step !== 'answer') options.onStep?.(step);
     },
-    frames: 0,
-    chipMs: 0,
-    lastChipAnswerAt: startedAt,
-    challengeMs: 0,
-    sessionMs: 0,
-    verifyMs: 0,
-  };
+    stepName: (step) => step,
+    platformWhat: VERIFY_PLATFORM_WHAT,
+    lostHint: '',
+  });
   // Checked before the chip is touched: /session would refuse it only after the chip's answer was spent.
   checkCld(options.cld);
-  const watch = watchPresence(tag, presence);
-  try {
-    if (options.signal?.aborted) throw abortError('The verification', options.signal.reason);
-    if (presence.signal.aborted) throw tagLost(run, 'identify');
-
-    step(run, 'identify');
-    const chip = await identifyChip(run);
-    const outcome =
-      chip === 'spark1' ? await relaySpark1(run) : await relayEv2(run, chip === 'apex' ? 'apex' : 'spark2');
-    const relayInFieldMs = run.lastChipAnswerAt - startedAt;
-    step(run, 'chip-released');
-    // The chip's answer is complete: from here on the tag may leave, and nothing listens to its presence.
-    watch.unsubscribe();
-
+  const { dialogue, submitted, relayInFieldMs } = await runChipDialogue(run, startedAt, async (outcome) => {
     step(run, 'session');
     const session = await platformCall(run, 'session', (call) =>
       platform.session(
         {
           uid: outcome.uid,
-          response: outcome.sessionResponse,
+          response: outcome.chipResponse,
           token: outcome.token,
           ...(options.cld === undefined ? {} : { cld: options.cld }),
         },
@@ -234,32 +256,216 @@ export async function verifyChip(
       }),
     );
     checkClaims(claims, options);
+    return { token: session.token, claims };
+  });
 
-    const finishedAt = performance.now();
-    const networkMs = run.challengeMs + run.sessionMs + run.verifyMs;
-    return {
-      result: 'success',
-      chip,
-      uid: outcome.uid,
-      sub: claims.sub,
-      token: session.token,
-      claims,
-      timings: {
-        inFieldMs: round(waitedMs + relayInFieldMs),
-        relayInFieldMs: round(relayInFieldMs),
-        chipMs: round(run.chipMs),
-        networkMs: round(networkMs),
-        networkInFieldMs: round(run.challengeMs),
-        challengeMs: round(run.challengeMs),
-        sessionMs: round(run.sessionMs),
-        verifyMs: round(run.verifyMs),
-        tapToResultMs: round(waitedMs + finishedAt - startedAt),
-      },
-      apdus: run.frames,
-    };
+  const finishedAt = performance.now();
+  const networkMs = run.challengeMs + run.submitMs + run.verifyMs;
+  return {
+    result: 'success',
+    chip: dialogue.chip,
+    uid: dialogue.uid,
+    sub: submitted.claims.sub,
+    token: submitted.token,
+    claims: submitted.claims,
+    timings: {
+      inFieldMs: round(waitedMs + relayInFieldMs),
+      relayInFieldMs: round(relayInFieldMs),
+      chipMs: round(run.chipMs),
+      networkMs: round(networkMs),
+      networkInFieldMs: round(run.challengeMs),
+      challengeMs: round(run.challengeMs),
+      sessionMs: round(run.submitMs),
+      verifyMs: round(run.verifyMs),
+      tapToResultMs: round(waitedMs + finishedAt - startedAt),
+    },
+    apdus: run.frames,
+  };
+}
+
+/** Options of {@link answerScanRequest}. */
+export interface AnswerScanRequestOptions {
+  /** Cancels the dialogue; it then fails with `ABORTED` (or the signal's Tapline reason). */
+  readonly signal?: AbortSignal;
+  /** Timeout of each exchange with the chip. Default: the reader's. */
+  readonly apduTimeoutMs?: number;
+  /** Timeout of each platform call (claim, each attempt of the answer). Default: the client's. */
+  readonly platformTimeoutMs?: number;
+  /** The clock `tag.arrivedAt` was stamped with (the container's). Default: the system clock. */
+  readonly clock?: Clock;
+  /** Called as each step starts, for progress output. Must not throw. */
+  readonly onStep?: (step: ScanAnswerStep) => void;
+}
+
+/** Where the time of one scan-request answer went, in milliseconds; see {@link VerificationTimings}. */
+export interface ScanAnswerTimings {
+  /** From the tag's arrival to the chip's last answer: how long the chip had to stay on the reader. */
+  readonly inFieldMs: number;
+  /** From the start of {@link answerScanRequest} to the chip's last answer. */
+  readonly relayInFieldMs: number;
+  /** Inside exchanges with the chip, summed. */
+  readonly chipMs: number;
+  /** Every platform call: the claim and the answer (its retries included). */
+  readonly networkMs: number;
+  /** The platform calls the chip had to stay in the field for (the claim). */
+  readonly networkInFieldMs: number;
+  /** The claim, while the chip waits in the field. */
+  readonly claimMs: number;
+  /** The answer, after the chip's last answer. */
+  readonly answerMs: number;
+  /** From the tag's arrival to the platform's confirmation. */
+  readonly tapToResultMs: number;
+}
+
+/** A scan request answered: the platform verified the chip's answer and closed the request. */
+export interface ScanAnswerResult {
+  readonly requestId: string;
+  /** Which VivoKey chip answered. */
+  readonly chip: VerifiableChip;
+  /** The chip's id as the platform knows it (see {@link VerificationResult.uid}). */
+  readonly uid: string;
+  /** When the platform recorded the answer, ms since the epoch. */
+  readonly answeredAt: number;
+  readonly timings: ScanAnswerTimings;
+  /** Frames exchanged with the chip after it was detected, identification included. */
+  readonly apdus: number;
+}
+
+/**
+ * Answers the scan request `requestId` with the VivoKey chip on `tag`: the same chip dialogue as {@link verifyChip},
+ * with the scan request's claim in place of `/challenge` and its answer in place of `/session`:
+ *
+ * - Spark 2 / Apex: SELECT, AuthenticateEV2First part 1, claim (`chip`, `uid`, scheme 2 and the chip's E(K, RndB)),
+ *   the claim's payload to the chip, then the answer with the chip's 34-byte reply.
+ * - Spark 1: claim (scheme 1) first, one AUTHENTICATE with the IChallenge, then the answer with the whole reply.
+ *
+ * The chip must stay in the field until its last answer (`chip-released`). If it leaves earlier, the call fails with
+ * `TAG_LOST` and nothing is submitted: the request stays pending (a later claim replaces this one). The answer is
+ * submitted once; only when its outcome is unknown (network failure, 5xx, timeout) does the client send the identical
+ * body again, which the platform's idempotency per claim makes safe (see `ScanRequestClient.answer`).
+ *
+ * Fails like {@link verifyChip} for the chip (`UNSUPPORTED_CAPABILITY`, `TAG_LOST`, `AUTHENTICATION_FAILED`,
+ * `TAG_STATUS`, `PROTOCOL_ERROR`, `TIMEOUT`, `ABORTED`), and with the client's errors for the platform:
+ * `REQUEST_EXPIRED` (the request closed), `PLATFORM_REJECTED` (`details.error`: `chip_not_accepted`,
+ * `chip_not_owned`, `authentication_failed`, …), `PLATFORM_UNAVAILABLE`, `NOT_ASSOCIATED`; `details.step` names the
+ * step. An invalid `requestId` fails with `INVALID_ARGUMENT` before the chip is touched.
+ */
+export async function answerScanRequest(
+  tag: Tag,
+  client: ScanRequestClient,
+  requestId: string,
+  options: AnswerScanRequestOptions = {},
+): Promise<ScanAnswerResult> {
+  if (!isScanRequestId(requestId)) {
+    throw new TaplineError(
+      ErrorCode.InvalidArgument,
+      'The scan request id must be 1 to 128 letters, digits, "_" or "-".',
+    );
+  }
+  const clock = options.clock ?? systemClock;
+  const startedAt = performance.now();
+  const waitedMs = Math.max(0, clock.now() - tag.arrivedAt);
+  const stepName = (step: DialogueStep): ScanAnswerStep =>
+    step === 'platform-challenge' ? 'claim' : step === 'session' || step === 'verify-token' ? 'answer' : step;
+  const run = newRun(tag, options, {
+    challenge: async (request, call) => {
+      const claim = await client.claim(requestId, request, call);
+      return { payload: claim.payload, token: claim.claim };
+    },
+    notify: (step) => options.onStep?.(stepName(step)),
+    stepName,
+    platformWhat: {
+      'platform-challenge': `Claiming scan request ${requestId} failed`,
+      session: `Answering scan request ${requestId} failed`,
+      'verify-token': `Answering scan request ${requestId} failed`,
+      answer: `Answering scan request ${requestId} failed`,
+    },
+    lostHint: ' The scan request is still pending.',
+  });
+  const { dialogue, submitted, relayInFieldMs } = await runChipDialogue(run, startedAt, async (outcome) => {
+    step(run, 'answer');
+    return platformCall(run, 'answer', (call) =>
+      client.answer(requestId, { claim: outcome.token, uid: outcome.uid, response: outcome.chipResponse }, call),
+    );
+  });
+  const finishedAt = performance.now();
+  return {
+    requestId,
+    chip: dialogue.chip,
+    uid: dialogue.uid,
+    answeredAt: submitted.answeredAt,
+    timings: {
+      inFieldMs: round(waitedMs + relayInFieldMs),
+      relayInFieldMs: round(relayInFieldMs),
+      chipMs: round(run.chipMs),
+      networkMs: round(run.challengeMs + run.submitMs),
+      networkInFieldMs: round(run.challengeMs),
+      claimMs: round(run.challengeMs),
+      answerMs: round(run.submitMs),
+      tapToResultMs: round(waitedMs + finishedAt - startedAt),
+    },
+    apdus: run.frames,
+  };
+}
+
+/** What distinguishes one flow from the other: how to get the challenge, and how to name things. */
+type RunFlow = Pick<RelayRun, 'challenge' | 'notify' | 'stepName' | 'platformWhat' | 'lostHint'>;
+
+function newRun(tag: Tag, options: DialogueOptions, flow: RunFlow): RelayRun {
+  const presence = new AbortController();
+  return {
+    tag,
+    options,
+    ...flow,
+    presence,
+    exchange: {
+      ...(options.apduTimeoutMs === undefined ? {} : { timeoutMs: options.apduTimeoutMs }),
+      signal: combineSignals(options.signal, presence.signal),
+    },
+    frames: 0,
+    chipMs: 0,
+    lastChipAnswerAt: performance.now(),
+    challengeMs: 0,
+    submitMs: 0,
+    verifyMs: 0,
+  };
+}
+
+/**
+ * The chip dialogue both flows share: identification, then the chip-specific relay with the flow's challenge step,
+ * then — once the chip's last answer is in and the tag may leave — `submit` with the chip's answer. `submit` is called
+ * at most once, and only after the chip answered completely: a tag that leaves earlier fails with `TAG_LOST` and
+ * nothing is submitted.
+ */
+async function runChipDialogue<R>(
+  run: RelayRun,
+  startedAt: number,
+  submit: (dialogue: ChipDialogue) => Promise<R>,
+): Promise<{ readonly dialogue: ChipDialogue; readonly submitted: R; readonly relayInFieldMs: number }> {
+  const { tag, options, presence } = run;
+  const watch = watchPresence(tag, presence);
+  try {
+    if (options.signal?.aborted) throw abortError('The verification', options.signal.reason);
+    if (presence.signal.aborted) throw tagLost(run, 'identify');
+
+    step(run, 'identify');
+    const chip = await identifyChip(run);
+    const dialogue = chip === 'spark1' ? await relaySpark1(run) : await relayEv2(run, chip);
+    const relayInFieldMs = run.lastChipAnswerAt - startedAt;
+    step(run, 'chip-released');
+    // The chip's answer is complete: from here on the tag may leave, and nothing listens to its presence.
+    watch.unsubscribe();
+
+    const submitted = await submit(dialogue);
+    return { dialogue, submitted, relayInFieldMs };
   } finally {
     watch.unsubscribe();
   }
+}
+
+/** `/challenge`'s body for a dialogue's challenge request: scheme 1 sends only the scheme. */
+function challengeRequest(request: ClaimRequest): ChallengeRequest {
+  return request.scheme === 1 ? { scheme: 1 } : { scheme: 2, message: request.message, uid: request.uid };
 }
 
 /** Aborts `presence` when `tag` leaves its reader (or has already left). */
@@ -275,9 +481,9 @@ function lostReason(): TaplineError {
   return new TaplineError(ErrorCode.TagLost, 'The tag left the reader.');
 }
 
-function step(run: RelayRun, name: RelayStep): void {
+function step(run: RelayRun, name: DialogueStep): void {
   try {
-    run.options.onStep?.(name);
+    run.notify(name);
   } catch {
     // Progress output is a courtesy; it must not decide the outcome of a verification.
   }
@@ -310,7 +516,7 @@ function isVerifiable(chip: string | undefined): chip is VerifiableChip {
 }
 
 /** Spark 2 and Apex: the split AuthenticateEV2First with the platform as the PCD. */
-async function relayEv2(run: RelayRun, chip: 'spark2' | 'apex'): Promise<ChipRelayOutcome> {
+async function relayEv2(run: RelayRun, chip: 'spark2' | 'apex'): Promise<ChipDialogue> {
   const channel = new ApduChannel(measured(run, tagExchange(run.tag, Capability.Iso14443_4)));
   try {
     return await relayEv2Steps(run, chip, channel);
@@ -319,7 +525,7 @@ async function relayEv2(run: RelayRun, chip: 'spark2' | 'apex'): Promise<ChipRel
   }
 }
 
-async function relayEv2Steps(run: RelayRun, chip: 'spark2' | 'apex', channel: ApduChannel): Promise<ChipRelayOutcome> {
+async function relayEv2Steps(run: RelayRun, chip: 'spark2' | 'apex', channel: ApduChannel): Promise<ChipDialogue> {
   const exchange = run.exchange;
   step(run, 'select');
   let uid: string;
@@ -337,18 +543,18 @@ async function relayEv2Steps(run: RelayRun, chip: 'spark2' | 'apex', channel: Ap
 
   step(run, 'platform-challenge');
   const challenge = await platformCall(run, 'platform-challenge', (call) =>
-    run.platform.challenge({ scheme: 2, message: toHex(encRndB), uid }, call),
+    run.challenge({ chip, uid, scheme: 2, message: toHex(encRndB) }, call),
   );
   const pcdResponse = payloadBytes(challenge.payload, EV2_ANSWER_LENGTH, 'exactly');
 
   step(run, 'chip-answer');
   assertPresent(run, 'chip-answer');
   const answer = await chipStep(run, 'chip-answer', () => finishSplitAuthentication(channel, pcdResponse, exchange));
-  return { uid, sessionResponse: toHex(answer.response), token: challenge.token };
+  return { chip, uid, chipResponse: toHex(answer.response), token: challenge.token };
 }
 
 /** Spark 1: the platform's IChallenge first, then one AUTHENTICATE. */
-async function relaySpark1(run: RelayRun): Promise<ChipRelayOutcome> {
+async function relaySpark1(run: RelayRun): Promise<ChipDialogue> {
   const { tag } = run;
   if (tag.technology !== 'iso15693' || !tag.protocols.includes(Capability.Iso15693)) {
     throw new TaplineError(
@@ -365,10 +571,11 @@ async function relaySpark1(run: RelayRun): Promise<ChipRelayOutcome> {
   }
 }
 
-async function relaySpark1Steps(run: RelayRun, tam1: Iso15693Tag): Promise<ChipRelayOutcome> {
+async function relaySpark1Steps(run: RelayRun, tam1: Iso15693Tag): Promise<ChipDialogue> {
+  const uid = toHex(run.tag.uid);
   step(run, 'platform-challenge');
   const challenge = await platformCall(run, 'platform-challenge', (call) =>
-    run.platform.challenge({ scheme: 1 }, call),
+    run.challenge({ chip: 'spark1', uid, scheme: 1 }, call),
   );
   const ichallenge = payloadBytes(challenge.payload, TAM1_ICHALLENGE_LENGTH, 'at least').subarray(
     0,
@@ -380,7 +587,7 @@ async function relaySpark1Steps(run: RelayRun, tam1: Iso15693Tag): Promise<ChipR
   const reply = await chipStep(run, 'chip-answer', () =>
     tam1.authenticate(VIVOKEY_PLATFORM_KEY_NO, ichallenge, run.exchange),
   );
-  return { uid: toHex(run.tag.uid), sessionResponse: toHex(reply.reply), token: challenge.token };
+  return { chip: 'spark1', uid, chipResponse: toHex(reply.reply), token: challenge.token };
 }
 
 /** Times every frame sent to the chip, and notes when its last answer arrived. */
@@ -430,17 +637,16 @@ const LOST_AT: Readonly<Partial<Record<RelayStep, string>>> = {
 function tagLost(run: RelayRun, name: RelayStep, cause?: unknown): TaplineError {
   return new TaplineError(ErrorCode.TagLost, `The tag left the reader ${LOST_AT[name] ?? `at ${name}`}.`, {
     cause,
-    hint: 'Keep the implant on the reader until Tapline says it is done (about a second), then tap again.',
-    details: { step: name, reader: run.tag.readerName },
+    hint: `Keep the implant on the reader until Tapline says it is done (about a second), then tap again.${run.lostHint}`,
+    details: { step: run.stepName(name), reader: run.tag.readerName },
   });
 }
 
-type PlatformStep = 'platform-challenge' | 'session' | 'verify-token';
-
-const PLATFORM_WHAT: Readonly<Record<PlatformStep, string>> = {
+const VERIFY_PLATFORM_WHAT: Readonly<Record<PlatformStep, string>> = {
   'platform-challenge': "The platform's /challenge failed",
   session: "The platform's /session failed (the chip's answer was submitted once and is not retried)",
   'verify-token': "The platform's authenticity token did not verify",
+  answer: "The platform's /session failed (the chip's answer was submitted once and is not retried)",
 };
 
 /** Runs one platform call with the per-call timeout, adds its time to the run, and names the step in failures. */
@@ -450,7 +656,7 @@ async function platformCall<T>(
   call: (options: PlatformCallOptions) => Promise<T>,
 ): Promise<T> {
   const { options } = run;
-  // Only the challenge needs the chip: a tag leaving cuts it short; /session and verification outlive the tag.
+  // Only the challenge needs the chip: a tag leaving cuts it short; the submission and verification outlive the tag.
   const signal = name === 'platform-challenge' ? combineSignals(options.signal, run.presence.signal) : options.signal;
   const callOptions: PlatformCallOptions = {
     ...(options.platformTimeoutMs === undefined ? {} : { timeoutMs: options.platformTimeoutMs }),
@@ -462,22 +668,22 @@ async function platformCall<T>(
   } catch (error) {
     if (options.signal?.aborted) throw abortError('The verification', options.signal.reason);
     if (name === 'platform-challenge' && run.presence.signal.aborted) throw tagLost(run, name, error);
-    throw platformFailure(name, error);
+    throw platformFailure(run, name, error);
   } finally {
     const ms = performance.now() - started;
     if (name === 'platform-challenge') run.challengeMs += ms;
-    else if (name === 'session') run.sessionMs += ms;
-    else run.verifyMs += ms;
+    else if (name === 'verify-token') run.verifyMs += ms;
+    else run.submitMs += ms;
   }
 }
 
-function platformFailure(name: PlatformStep, error: unknown): TaplineError {
+function platformFailure(run: RelayRun, name: PlatformStep, error: unknown): TaplineError {
   const fallback = name === 'verify-token' ? ErrorCode.TokenInvalid : ErrorCode.PlatformUnavailable;
   const failure = toTaplineError(error, fallback);
-  return new TaplineError(failure.code, `${PLATFORM_WHAT[name]}: ${failure.message}`, {
+  return new TaplineError(failure.code, `${run.platformWhat[name]}: ${failure.message}`, {
     cause: failure,
     ...(failure.hint === undefined ? {} : { hint: failure.hint }),
-    details: { ...failure.details, step: name },
+    details: { ...failure.details, step: run.stepName(name) },
   });
 }
 
@@ -490,7 +696,7 @@ function payloadBytes(payload: string, length: number, rule: 'exactly' | 'at lea
       ErrorCode.ProtocolError,
       `The platform's challenge payload is ${bytes === undefined ? 'not hex' : `${bytes.length} bytes`}; the chip needs ${rule} ${length} bytes.`,
       {
-        hint: 'Check that --platform points at the VivoKey Auth API; nothing was sent to the chip or to /session.',
+        hint: 'Check that --platform points at the VivoKey platform; nothing more was sent to the chip, nothing submitted.',
         details: { step: 'platform-challenge' },
       },
     );

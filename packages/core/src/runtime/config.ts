@@ -26,7 +26,22 @@ export interface TaplineConfig {
   readonly apiKey?: string | undefined;
   /** The VivoKey Auth API root (`TAPLINE_PLATFORM_URL`); default https://auth.vivokey.com. */
   readonly platformUrl?: string | undefined;
+  /**
+   * The OpenID Provider that associates this computer with a VivoKey account (`TAPLINE_ISSUER`). Default: `oidc`
+   * under the platform URL (`new URL('oidc', platformUrl)`), computed where it is used (see `resolveIssuer`).
+   */
+  readonly issuer?: string | undefined;
+  /** The OAuth client id Tapline logs in as (`TAPLINE_CLIENT_ID`). Default {@link DEFAULT_CLIENT_ID}. */
+  readonly clientId: string;
+  /**
+   * Where the association's tokens are kept (`TAPLINE_CREDENTIALS_FILE`). Default `credentials.json` in
+   * {@link configDirectory}. The file holds a refresh token: it is written with mode 0600.
+   */
+  readonly credentialsFile?: string | undefined;
 }
+
+/** The public OAuth client id of Tapline on the desktop. */
+export const DEFAULT_CLIENT_ID = 'tapline-desktop';
 
 /** The defaults. */
 export const DEFAULT_CONFIG: TaplineConfig = Object.freeze<TaplineConfig>({
@@ -35,6 +50,7 @@ export const DEFAULT_CONFIG: TaplineConfig = Object.freeze<TaplineConfig>({
   trace: false,
   driverModules: [],
   transports: ['pcsc', 'usb'],
+  clientId: DEFAULT_CLIENT_ID,
 });
 
 /** The per-user configuration directory: `$XDG_CONFIG_HOME/tapline`, `%APPDATA%\tapline`, or `~/Library/Preferences/tapline`. */
@@ -76,6 +92,9 @@ export function loadConfig(options: LoadConfigOptions = {}): TaplineConfig {
     logLevel: env['TAPLINE_LOG_LEVEL'] ? (env['TAPLINE_LOG_LEVEL'].toLowerCase() as LogLevel) : undefined,
     apiKey: env['TAPLINE_API_KEY'] || undefined,
     platformUrl: env['TAPLINE_PLATFORM_URL'] || undefined,
+    issuer: env['TAPLINE_ISSUER'] || undefined,
+    clientId: env['TAPLINE_CLIENT_ID'] || undefined,
+    credentialsFile: env['TAPLINE_CREDENTIALS_FILE'] || undefined,
   };
   const merged = { ...DEFAULT_CONFIG, ...defined(fromFile), ...defined(fromEnv), ...defined(options.overrides ?? {}) };
   return validate(merged, `${file} / environment`);
@@ -127,6 +146,17 @@ function validate(config: TaplineConfig, where: string): TaplineConfig {
     if (typeof config.platformUrl !== 'string' || !URL.canParse(config.platformUrl))
       bad('platformUrl', 'an absolute URL');
   }
+  if (config.issuer !== undefined) {
+    if (typeof config.issuer !== 'string' || !/^https?:\/\//i.test(config.issuer) || !URL.canParse(config.issuer))
+      bad('issuer', 'an absolute http(s) URL');
+  }
+  if (typeof config.clientId !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(config.clientId))
+    bad('clientId', 'a client id (1 to 255 printable ASCII characters, no spaces)');
+  if (
+    config.credentialsFile !== undefined &&
+    (typeof config.credentialsFile !== 'string' || config.credentialsFile === '')
+  )
+    bad('credentialsFile', 'a file path');
   if (config.readerDrivers !== undefined) {
     if (
       typeof config.readerDrivers !== 'object' ||
@@ -136,4 +166,18 @@ function validate(config: TaplineConfig, where: string): TaplineConfig {
     }
   }
   return Object.freeze({ ...config });
+}
+
+/** The file name of the association's tokens inside {@link configDirectory}. */
+export const CREDENTIALS_FILE_NAME = 'credentials.json';
+
+/**
+ * Where the association's tokens are kept: `config.credentialsFile` when set, else `credentials.json` in
+ * {@link configDirectory}.
+ */
+export function credentialsFilePath(
+  config: Pick<TaplineConfig, 'credentialsFile'> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  return config.credentialsFile ?? join(configDirectory(env), CREDENTIALS_FILE_NAME);
 }

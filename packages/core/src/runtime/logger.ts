@@ -56,7 +56,16 @@ export function redact(fields: LogFields): Record<string, unknown> {
 
 function redactValue(value: unknown, depth: number): unknown {
   if (value instanceof Uint8Array) return toSpacedHex(value);
-  if (value instanceof Error) return { name: value.name, message: value.message };
+  if (value instanceof Error) {
+    // The stable code (Tapline's, or a system error's ENOENT) and the hint are what a reader of the log acts on.
+    const { code, hint } = value as { code?: unknown; hint?: unknown };
+    return {
+      name: value.name,
+      message: value.message,
+      ...(typeof code === 'string' ? { code } : {}),
+      ...(typeof hint === 'string' ? { hint } : {}),
+    };
+  }
   if (typeof value !== 'object' || value === null) return value;
   if (depth > 6) return '[deep]';
   if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
