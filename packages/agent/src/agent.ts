@@ -186,7 +186,6 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
           })
         : await connectToPlatform(config, logger));
     cleanups.push(() => connection.close());
-    state.associated = connection.identity;
     state.platformUrl = connection.platformUrl.href;
 
     const client: ScanRequestClient = connection.client;
@@ -227,7 +226,10 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
         path: options.controlSocket ?? controlSocketPath(),
         logger,
         handlers: {
-          status: () => state.snapshot(),
+          status: async () => {
+            state.associated = await connection.identity();
+            return state.snapshot();
+          },
           choose: (id) => {
             const outcome = state.choose(id);
             if ('chosen' in outcome) choices.next(id);
@@ -239,9 +241,16 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
       cleanups.push(() => server.close());
     }
 
-    const handler: ScanHandler<AnsweredScan> = async ({ request, tag, signal }) => {
+    const handler: ScanHandler<AnsweredScan> = async ({ request, tag, signal, release }) => {
       const started = performance.now();
-      const answer = await answerScanRequest(tag, client, request.id, { signal, clock: systemClock });
+      const answer = await answerScanRequest(tag, client, request.id, {
+        signal,
+        clock: systemClock,
+        // Once the chip has answered, lifting it must not cancel the submission of that answer.
+        onStep: (step) => {
+          if (step === 'chip-released') release();
+        },
+      });
       return { chip: answer.chip, answeredInMs: Math.round(performance.now() - started) };
     };
 

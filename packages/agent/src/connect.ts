@@ -1,5 +1,6 @@
 import {
   AssociatedSession,
+  DEFAULT_VIVOKEY_BASE_URL,
   FileTokenStore,
   MemoryTokenStore,
   createDeviceAssociation,
@@ -16,8 +17,11 @@ import type { ReferencePlatform } from '@tapline/test-fixtures';
 export interface PlatformConnection {
   readonly client: ScanRequestClient;
   readonly platformUrl: URL;
-  /** Who the agent is associated as; null when it is not (yet): it then waits for `tapline login`. */
-  readonly identity: { readonly sub: string; readonly issuer: string } | null;
+  /**
+   * Who the agent is associated as now (re-read, so that a `tapline login` or `logout` while it runs shows); null
+   * when it is not: it then waits for `tapline login`.
+   */
+  identity(): Promise<{ readonly sub: string; readonly issuer: string } | null>;
   /** Releases what the connection started (the in-process platform of the demo). */
   close(): Promise<void>;
 }
@@ -26,8 +30,8 @@ export interface PlatformConnection {
  * The configured platform with the stored association (`tapline login`). Not being associated is no error here:
  * the agent runs, reports `NOT_ASSOCIATED` in its status and picks up a later login by itself.
  */
-export async function connectToPlatform(config: TaplineConfig, logger: Logger): Promise<PlatformConnection> {
-  const platformUrl = new URL(config.platformUrl ?? 'https://auth.vivokey.com');
+export function connectToPlatform(config: TaplineConfig, logger: Logger): Promise<PlatformConnection> {
+  const platformUrl = new URL(config.platformUrl ?? DEFAULT_VIVOKEY_BASE_URL);
   const issuer = resolveIssuer(config);
   const store = new FileTokenStore(config.credentialsFile === undefined ? {} : { file: config.credentialsFile });
   const association = createDeviceAssociation({
@@ -37,16 +41,12 @@ export async function connectToPlatform(config: TaplineConfig, logger: Logger): 
     logger,
   });
   const session = new AssociatedSession({ store, association, logger });
-  const stored = await store.load().catch((error: unknown) => {
-    logger.warn('the stored association could not be read', { error });
-    return undefined;
-  });
-  return {
+  return Promise.resolve({
     client: createScanRequestClient({ platformUrl, session, logger }),
     platformUrl,
-    identity: stored ? { sub: stored.sub, issuer: stored.issuer } : null,
+    identity: () => identityOf(session),
     close: () => Promise.resolve(),
-  };
+  });
 }
 
 /** Options of {@link connectToSimulatedPlatform}. */
@@ -95,12 +95,24 @@ export async function connectToSimulatedPlatform(
     return {
       client: createScanRequestClient({ platformUrl: platform.url, session, logger: options.logger }),
       platformUrl: platform.url,
-      identity: { sub: tokens.sub, issuer: platform.issuerUrl.href },
+      identity: () => identityOf(session),
       close: () => (owned ? platform.close() : Promise.resolve()),
     };
   } catch (error) {
     if (owned) await platform.close();
     throw error;
+  }
+}
+
+/** The stored association, or null when there is none (or it cannot be read: the status says "not associated"). */
+async function identityOf(
+  session: AssociatedSession,
+): Promise<{ readonly sub: string; readonly issuer: string } | null> {
+  try {
+    const { sub, issuer } = await session.whoami();
+    return { sub, issuer };
+  } catch {
+    return null;
   }
 }
 

@@ -10,18 +10,24 @@
  * - any failure → `{"v":1,"ok":false,"error":{"code":"…","message":"…","hint"?:"…","details"?:{…}}}`, where `code`
  *   is a Tapline error code.
  *
+ * The CLI's `agent status` and `agent choose` load this module alone (`@tapline/agent/control`), not the whole agent:
+ * keep its imports to Node built-ins and `@tapline/core`.
+ *
  * @packageDocumentation
  */
+import { randomBytes } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Socket } from 'node:net';
-import { userInfo } from 'node:os';
-import { posix } from 'node:path';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { homedir, userInfo } from 'node:os';
+import { dirname, isAbsolute, join, posix } from 'node:path';
 import {
   ErrorCode,
   TaplineError,
   abortError,
   silentLogger,
   toTaplineError,
+  withFileLock,
   type Logger,
   type TaplineErrorCode,
 } from '@tapline/core';
@@ -44,6 +50,12 @@ export const DEFAULT_CONTROL_TIMEOUT_MS = 3000;
 /** How long a starting agent waits for an agent that may already listen on the socket. */
 const PROBE_TIMEOUT_MS = 1000;
 
+/**
+ * How long a starting agent waits for the start-up lock (see {@link startControlServer}). Its holder only probes (at
+ * most {@link PROBE_TIMEOUT_MS}), removes a stale socket and binds, so a longer wait means a stuck lock, not a queue.
+ */
+const START_LOCK_TIMEOUT_MS = 3 * PROBE_TIMEOUT_MS;
+
 /** A connection that has its reply (or never reads it) is closed after this long at the latest. */
 const LINGER_MS = 1000;
 
@@ -52,34 +64,46 @@ const MAX_CONNECTIONS = 32;
 
 /** What `tapline agent status --json` prints: the running agent's view of itself. JSON-serialisable. */
 export interface AgentStatus {
+  /** The version of this shape; a change that breaks readers of it gets a new one. */
   readonly v: 1;
+  /** The agent's process id. */
   readonly pid: number;
   /** ISO 8601. */
   readonly startedAt: string;
   /** The VivoKey profile the agent answers for (its pairwise subject), or null when not associated. */
   readonly associated: { readonly sub: string; readonly issuer: string } | null;
+  /** The VivoKey platform the agent polls for scan requests. */
   readonly platform: {
+    /** Its base URL; empty when none is configured. */
     readonly url: string;
+    /** True once an exchange with it succeeded; false before, and again after an exchange fails. */
     readonly reachable: boolean;
     /** ISO 8601: the last successful exchange with the platform. */
     readonly lastContactAt?: string;
     readonly lastError?: { readonly code: string; readonly message: string };
   };
+  /** The readers attached now. */
   readonly readers: readonly {
     readonly name: string;
+    /** The id of the driver that opened it. */
     readonly driver: string;
     readonly capabilities: readonly string[];
     /** The tag on the reader now, if any: UID in lower-case hex, and the chip class when identified. */
     readonly tag?: { readonly uid: string; readonly chip?: string };
   }[];
+  /** The scan requests waiting for a tap. */
   readonly pending: readonly {
+    /** The id `tapline agent choose` takes. */
     readonly id: string;
+    /** Who asked for the scan. */
     readonly relyingParty?: string;
+    /** What the scan is for, to show to the person holding the tag. */
     readonly purpose?: string;
     /** ISO 8601. */
     readonly createdAt?: string;
     /** ISO 8601. */
     readonly expiresAt?: string;
+    /** The chip classes the request can be answered with; absent or empty: any chip. */
     readonly acceptedChips?: readonly string[];
     /** True for the request the next tap answers after a choice. */
     readonly chosen?: boolean;
@@ -105,7 +129,17 @@ export type ChooseOutcome =
 
 /** What the running agent answers with; see {@link startControlServer}. Either may return a promise. */
 export interface ControlHandlers {
+  /**
+   * The agent's status now, for `tapline agent status`. Called once per request; a throw (or rejection) goes back to
+   * the client as the error, `INTERNAL` unless it is a Tapline error.
+   */
   status(): AgentStatus | Promise<AgentStatus>;
+  /**
+   * Makes `id` the request the next tap answers (`tapline agent choose ID`). `id` is a non-empty string of at most 256
+   * characters (the server refuses anything else before calling this). Returns `{ chosen }` when the choice stands, or
+   * `{ error }` when it cannot be made, which reaches the client as `INVALID_ARGUMENT` with `details.reason`; a throw
+   * is a failure of the agent instead, as for {@link ControlHandlers.status}.
+   */
   choose(id: string): ChooseOutcome | Promise<ChooseOutcome>;
 }
 
@@ -117,16 +151,21 @@ export type ControlRequest =
 
 /** The successful reply to each operation (without `v` and `ok`). */
 export interface ControlReplies {
+  /** The agent's status. */
   readonly status: { readonly status: AgentStatus };
+  /** The id of the request the next tap answers. */
   readonly choose: { readonly chosen: string };
+  /** The agent's process id. */
   readonly ping: { readonly pid: number };
 }
 
-/** The error object of a failed reply. */
+/** The error object of a failed reply: a {@link TaplineError} without its causes. */
 export interface ControlErrorJson {
   readonly code: TaplineErrorCode;
   readonly message: string;
+  /** What the person should do next. */
   readonly hint?: string;
+  /** Machine-readable details (for a refused choice: `reason` and `id`). */
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
@@ -134,6 +173,7 @@ export interface ControlErrorJson {
 export interface ControlServerOptions {
   /** Where to listen; see {@link controlSocketPath}. */
   readonly path: string;
+  /** What the requests are answered with. */
   readonly handlers: ControlHandlers;
   /** Diagnostics: stale sockets removed, refused requests, failing handlers. Default: silent. */
   readonly logger?: Logger;
@@ -157,13 +197,17 @@ export interface SendControlOptions {
   readonly path?: string;
   /** How long to wait for the whole exchange. Default {@link DEFAULT_CONTROL_TIMEOUT_MS}. */
   readonly timeoutMs?: number;
+  /** Stops waiting (`ABORTED`); the request may still have reached the agent. */
   readonly signal?: AbortSignal;
 }
 
 /** Who the socket path is for; defaults to the user running this process. Tests pass their own. */
 export interface ControlSocketUser {
+  /** POSIX user id, for the fallback folder `tapline-<uid>`. */
   readonly uid?: number;
+  /** Login name, for the Windows pipe name. */
   readonly username?: string;
+  /** Home folder (macOS socket folder; Windows: where `AppData\Local` is when `LOCALAPPDATA` is unset). */
   readonly home?: string;
 }
 
@@ -171,11 +215,26 @@ export interface ControlSocketUser {
  * Where the agent's control socket lives, for the user running this process:
  *
  * - `TAPLINE_AGENT_SOCKET`, when set, on every platform;
- * - Windows: the named pipe `\\.\pipe\tapline-agent-<username>`;
+ * - Windows: the named pipe `\\.\pipe\tapline-agent-<username>-<random>`, where `<random>` is this user's pipe id
+ *   (see below);
  * - macOS: `~/Library/Application Support/tapline/agent.sock` (the temporary folders are swept of files unused for
  *   three days, which would take the socket of an agent that runs for weeks);
  * - Linux and other Unixes: `$XDG_RUNTIME_DIR/tapline/agent.sock` (a per-user folder that systemd creates at login
  *   and removes at logout), or `<TMPDIR or /tmp>/tapline-<uid>/agent.sock` without one.
+ *
+ * Windows pipes live in one namespace shared by every local user, and Node can neither set a pipe's access rights nor
+ * tell a client who created the pipe it connects to. With a name made of the user name alone, another user could
+ * create the pipe first: the agent would then fail to start, and `tapline agent status` and `choose` would talk to
+ * the impostor. The pipe id makes the name unguessable: 128 random bits (base64url), made on first use by the agent
+ * or a client and kept in `%LOCALAPPDATA%\tapline\agent-pipe-id` (`<home>\AppData\Local` without `LOCALAPPDATA`),
+ * which Windows' inherited profile permissions let only the user (and administrators) read. What remains: the pipe
+ * keeps Windows' default access rights (read access for Everyone; the protocol needs writing, so that lets no one
+ * send a request), and any local user can list the names of existing pipes, so someone who saw the name while the
+ * agent ran could take it while the agent is stopped. Delete the id file (then restart the agent) to get a new name;
+ * only a service-side access check (an ACL on the pipe, a client check of the server's owner) would close that gap.
+ *
+ * The id file is read (or created) on the host this runs on, whatever `platform` says: that is where the agent runs.
+ * Fails with `STORAGE_FAILED` when it can be neither read nor created, or does not hold an id.
  */
 export function controlSocketPath(
   env: NodeJS.ProcessEnv = process.env,
@@ -187,7 +246,8 @@ export function controlSocketPath(
   if (platform === 'win32') {
     const name = user.username ?? env['USERNAME'] ?? safeUserInfo()?.username ?? 'user';
     // A backslash would make a sub-path of the pipe namespace; keep the name to characters every shell leaves alone.
-    return `\\\\.\\pipe\\tapline-agent-${name.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+    // The id is base64url, which already is.
+    return `\\\\.\\pipe\\tapline-agent-${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${pipeId(pipeIdFile(env, user))}`;
   }
   if (platform === 'darwin') {
     const home = user.home ?? env['HOME'] ?? safeUserInfo()?.homedir ?? '/';
@@ -199,6 +259,92 @@ export function controlSocketPath(
   // The same rule as os.tmpdir() on POSIX, but from `env`, so that the path can be computed for another environment.
   const tmp = (env['TMPDIR'] || env['TMP'] || env['TEMP'] || '/tmp').replace(/(.)\/+$/, '$1');
   return posix.join(tmp, `tapline-${uid}`, 'agent.sock');
+}
+
+/** The file holding this user's Windows pipe id: `<LOCALAPPDATA>/tapline/agent-pipe-id`. */
+function pipeIdFile(env: NodeJS.ProcessEnv, user: ControlSocketUser): string {
+  const local = env['LOCALAPPDATA'];
+  // Host paths: the file is read where this process runs (see controlSocketPath).
+  const base =
+    local && isAbsolute(local)
+      ? local
+      : join(user.home ?? env['USERPROFILE'] ?? safeUserInfo()?.homedir ?? homedir(), 'AppData', 'Local');
+  return join(base, 'tapline', 'agent-pipe-id');
+}
+
+/** 128 bits in base64url, without padding. */
+const PIPE_ID = /^[A-Za-z0-9_-]{22}$/;
+
+/** Reads the pipe id from `file`, creating the file with a new random id when there is none yet. */
+function pipeId(file: string): string {
+  // Two rounds at most: a lost race to create the file means the winner's id is there to read the second time.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const existing = readPipeId(file);
+    if (existing !== undefined) return existing;
+    const id = randomBytes(16).toString('base64url');
+    if (createPipeIdFile(file, id)) return id;
+  }
+  throw pipeIdError(file, 'keeps changing');
+}
+
+function readPipeId(file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw pipeIdError(file, 'cannot be read', error);
+  }
+  const id = text.trim();
+  if (!PIPE_ID.test(id)) throw pipeIdError(file, 'does not hold a pipe id');
+  return id;
+}
+
+/**
+ * Creates `file` holding `id`, unless it exists (false then). The id goes to a private file first, hard-linked to the
+ * name: `link` fails on an existing name like an exclusive create, and the file is complete from its first instant,
+ * so that a client reading at that moment never sees it empty. Without hard links, an exclusive create and write.
+ */
+function createPipeIdFile(file: string, id: string): boolean {
+  const own = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    // 0700/0600 matter on POSIX only; on Windows the profile folder's inherited permissions keep others out.
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(own, id, { flag: 'wx', mode: 0o600 });
+  } catch (error) {
+    throw pipeIdError(file, 'cannot be created', error);
+  }
+  try {
+    linkSync(own, file);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (!['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP'].includes(code ?? '')) {
+      throw pipeIdError(file, 'cannot be created', error);
+    }
+  } finally {
+    try {
+      unlinkSync(own);
+    } catch {
+      // Already gone; a leftover would only be a stray 22-byte file.
+    }
+  }
+  try {
+    writeFileSync(file, id, { flag: 'wx', mode: 0o600 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw pipeIdError(file, 'cannot be created', error);
+  }
+}
+
+function pipeIdError(file: string, why: string, cause?: unknown): TaplineError {
+  return new TaplineError(ErrorCode.StorageFailed, `The agent's pipe id file ${file} ${why}.`, {
+    cause,
+    hint: 'Delete it (the agent and the CLI make a new one; restart the agent then), or set TAPLINE_AGENT_SOCKET to a pipe name for the agent and the CLI alike.',
+    details: { path: file },
+  });
 }
 
 function safeUserInfo(): { uid: number; username: string; homedir: string } | undefined {
@@ -221,9 +367,16 @@ function isWindowsPipe(path: string): boolean {
  * the user and be closed to group and others, since some systems ignore a socket file's own mode) and the socket gets
  * mode 0600. A socket left by an agent that died is removed; if another agent answers on it, starting fails.
  *
- * Rejects with `ALREADY_USED` when an agent already listens on `path` (details: `pid`), `STORAGE_FAILED` when the
- * folder is unsafe or the path is taken by something that is not a socket, `INVALID_ARGUMENT` for a path too long for
- * a Unix socket.
+ * On POSIX, checking for a running agent, removing a stale socket and binding happen under an exclusive lock,
+ * `<path>.lock` in the same folder, shared with every other agent starting on `path`: otherwise two agents starting
+ * at once could both find the stale socket dead, and the second would remove the first one's live socket and bind
+ * its own, leaving two agents running. (A Windows pipe needs no lock: creating its first instance is atomic.)
+ *
+ * Rejects with `AGENT_ALREADY_RUNNING` when an agent already listens on `path` (details: `path`, and `pid` when it
+ * answered as an agent; without it, something else listens there, a hung agent perhaps), `TIMEOUT` when another
+ * process holds the start-up lock for more than a few seconds, `STORAGE_FAILED` when the folder is unsafe, the path
+ * is taken by something that is not a socket, or the lock file cannot be made, `INVALID_ARGUMENT` for a path too long
+ * for a Unix socket.
  */
 export async function startControlServer(options: ControlServerOptions): Promise<ControlServer> {
   const { path, handlers } = options;
@@ -231,12 +384,6 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const pipe = process.platform === 'win32' || isWindowsPipe(path);
-
-  if (!pipe) {
-    assertSocketPathLength(path);
-    await ensurePrivateDirectory(posix.dirname(path));
-    await clearStaleSocket(path, logger);
-  }
 
   const connections = new Set<Socket>();
   // Half-open: a client may end its side right after the request (`printf … | nc -U`) and still read the reply.
@@ -247,34 +394,34 @@ export async function startControlServer(options: ControlServerOptions): Promise
   });
   server.maxConnections = MAX_CONNECTIONS;
 
-  try {
-    await listen(server, path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      // Another agent won the race since the check above (or, on Windows, the pipe is simply taken).
-      const pid = await probeAgent(path);
-      throw alreadyRunningError(path, pid, error);
-    }
-    throw new TaplineError(ErrorCode.StorageFailed, `Cannot listen on the control socket ${path}.`, {
-      cause: error,
-      details: { path },
-    });
-  }
-
-  let identity: { dev: number; ino: number } | undefined;
-  if (!pipe) {
-    try {
-      // The private folder already keeps others out; 0600 is the second lock, for systems that honour it.
-      await chmod(path, 0o600);
-      const stat = await lstat(path);
-      identity = { dev: stat.dev, ino: stat.ino };
-    } catch (error) {
-      server.close();
-      throw new TaplineError(ErrorCode.StorageFailed, `Cannot restrict the control socket ${path} to its owner.`, {
-        cause: error,
-        details: { path },
-      });
-    }
+  let identity: SocketIdentity | undefined;
+  if (pipe) {
+    await listenOrFail(server, path);
+  } else {
+    assertSocketPathLength(path);
+    const dir = posix.dirname(path);
+    await ensurePrivateDirectory(dir);
+    const lockFile = `${path}.lock`;
+    identity = await withFileLock(
+      lockFile,
+      async () => {
+        await clearStaleSocket(path, logger);
+        await listenOrFail(server, path);
+        return restrictToOwner(server, path);
+      },
+      {
+        timeoutMs: START_LOCK_TIMEOUT_MS,
+        resource: `the control socket ${path}`,
+        notDone: 'this agent did not start',
+        timeoutHint: `Another agent may be starting; try again. If none is, delete ${lockFile} and start the agent again.`,
+        ioError: (what, cause) =>
+          new TaplineError(ErrorCode.StorageFailed, `Could not ${what}, so the agent did not start.`, {
+            cause,
+            hint: `Check that you may create files in ${dir}, or set TAPLINE_AGENT_SOCKET to a path in a folder only you can open.`,
+            details: { path, lockFile },
+          }),
+      },
+    );
   }
   // After listening, a server error (rare: the file system under the socket failing) must not crash the agent.
   server.on('error', (error) => logger.warn('the control socket failed', { error, path }));
@@ -302,7 +449,46 @@ export async function startControlServer(options: ControlServerOptions): Promise
   };
 }
 
-function listen(server: ReturnType<typeof createServer>, path: string): Promise<void> {
+/** Which file a socket is, so that closing removes only our own. */
+interface SocketIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** Listens on `path`; a path in use means another agent (or something else) is there. */
+async function listenOrFail(server: Server, path: string): Promise<void> {
+  try {
+    await listen(server, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      // A Windows pipe that is taken, or a socket bound by something that does not take our lock.
+      const pid = await probeAgent(path);
+      throw alreadyRunningError(path, pid, error);
+    }
+    throw new TaplineError(ErrorCode.StorageFailed, `Cannot listen on the control socket ${path}.`, {
+      cause: error,
+      details: { path },
+    });
+  }
+}
+
+/** Gives the socket mode 0600 and returns its identity; closes the server when that fails. */
+async function restrictToOwner(server: Server, path: string): Promise<SocketIdentity> {
+  try {
+    // The private folder already keeps others out; 0600 is the second lock, for systems that honour it.
+    await chmod(path, 0o600);
+    const stat = await lstat(path);
+    return { dev: stat.dev, ino: stat.ino };
+  } catch (error) {
+    server.close();
+    throw new TaplineError(ErrorCode.StorageFailed, `Cannot restrict the control socket ${path} to its owner.`, {
+      cause: error,
+      details: { path },
+    });
+  }
+}
+
+function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);
@@ -371,7 +557,10 @@ function unsafeDirectory(dir: string, why: string, cause?: unknown): TaplineErro
   );
 }
 
-/** Removes a socket left by an agent that died; fails if an agent (or anything else) still listens on it. */
+/**
+ * Removes a socket left by an agent that died; fails if an agent (or anything else) still listens on it. Only under
+ * the start-up lock: between the probe and the unlink, another agent must not be able to bind the path.
+ */
 async function clearStaleSocket(path: string, logger: Logger): Promise<void> {
   let stat;
   try {
@@ -426,7 +615,7 @@ async function probeAgent(path: string): Promise<number | undefined> {
 
 function alreadyRunningError(path: string, pid: number | undefined, cause?: unknown): TaplineError {
   return new TaplineError(
-    ErrorCode.AlreadyUsed,
+    ErrorCode.AgentAlreadyRunning,
     pid === undefined
       ? `Another process listens on the control socket ${path} and does not answer as a Tapline agent (a hung agent?).`
       : `An agent is already running (pid ${pid}).`,

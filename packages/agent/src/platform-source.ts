@@ -13,6 +13,9 @@ import {
   type TaplineError,
 } from '@tapline/core';
 
+/** The longest Retry-After honoured: a platform asking for more is still asked again after five minutes. */
+const MAX_RETRY_AFTER_SEC = 300;
+
 /** Options of {@link PlatformRequestSource}. */
 export interface PlatformRequestSourceOptions {
   /** The platform's scan-request endpoints, already associated. */
@@ -68,6 +71,8 @@ export class PlatformRequestSource implements ScanRequestSource {
   readonly #answered = new Set<string>();
   #etag: string | undefined;
   #reachability: PlatformReachability = { reachable: false };
+  /** The platform's clock minus ours, from the last listing's `Date` header (to about a second). */
+  #serverOffsetMs = 0;
   #listed = false;
   #running: Promise<void> | undefined;
 
@@ -133,6 +138,8 @@ export class PlatformRequestSource implements ScanRequestSource {
         this.#reachability = { reachable: true, lastContactAt: Date.now() };
         if (recovered) this.#options.onReachability?.(this.#reachability);
         this.#etag = listing.etag;
+        // The platform's clock decides expiry; its `Date` header lets the pipeline's timers run on ours.
+        if (listing.serverTime !== undefined) this.#serverOffsetMs = listing.serverTime - Date.now();
         if ('requests' in listing) {
           this.#requests = listing.requests;
           const listed = new Set(listing.requests.map((r) => r.id));
@@ -148,10 +155,13 @@ export class PlatformRequestSource implements ScanRequestSource {
         failures += 1;
         const before = this.#reachability;
         this.#reachability = { ...before, reachable: false, lastError: failure };
+        // A platform that says when to come back (429/503 with Retry-After) is taken at its word, at the least.
+        const retryAfterSec = failure.details['retryAfterSec'];
+        const askedMs = typeof retryAfterSec === 'number' ? Math.min(retryAfterSec, MAX_RETRY_AFTER_SEC) * 1000 : 0;
         const delayMs =
           failure.code === ErrorCode.NotAssociated
             ? (this.#options.notAssociatedRetryMs ?? 30_000)
-            : backoffDelay(failures, this.#options.backoff);
+            : Math.max(backoffDelay(failures, this.#options.backoff), askedMs);
         if (before.reachable || before.lastError?.code !== failure.code) {
           this.#options.onReachability?.(this.#reachability, Math.round(delayMs));
         }
@@ -169,20 +179,25 @@ export class PlatformRequestSource implements ScanRequestSource {
 
   #publish(): void {
     if (!this.#listed || this.#stopped.signal.aborted) return;
-    this.#subject.next(this.requests.map(toPipelineRequest));
+    const offset = this.#serverOffsetMs;
+    this.#subject.next(this.requests.map((request) => toPipelineRequest(request, offset)));
   }
 }
 
-/** The pipeline's view of a platform request: the same fields, times on the same epoch-milliseconds clock. */
-export function toPipelineRequest(request: PlatformScanRequest): ScanRequest {
+/**
+ * The pipeline's view of a platform request: the same fields, with its times moved from the platform's clock to
+ * ours (`serverOffsetMs`: the platform's clock minus ours), so that a skewed clock here neither hides a live request
+ * nor offers an expired one.
+ */
+export function toPipelineRequest(request: PlatformScanRequest, serverOffsetMs = 0): ScanRequest {
   return {
     id: request.id,
     ...(request.purpose === undefined ? {} : { purpose: request.purpose }),
     ...(request.relyingParty === undefined
       ? {}
       : { relyingParty: request.relyingParty.name ?? request.relyingParty.id }),
-    ...(request.createdAt === undefined ? {} : { createdAt: request.createdAt }),
-    ...(request.expiresAt === undefined ? {} : { expiresAt: request.expiresAt }),
+    ...(request.createdAt === undefined ? {} : { createdAt: request.createdAt - serverOffsetMs }),
+    ...(request.expiresAt === undefined ? {} : { expiresAt: request.expiresAt - serverOffsetMs }),
     ...(request.acceptedChips === undefined ? {} : { acceptedChips: request.acceptedChips }),
   };
 }

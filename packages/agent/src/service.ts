@@ -33,8 +33,11 @@ export interface ServiceOptions {
   /** Arguments after the script. */
   readonly args?: readonly string[];
   /**
-   * Environment variables for the agent (`TAPLINE_LOG_LEVEL`, `TAPLINE_PLATFORM_URL`, …). Never secrets: a name that
-   * looks like one (token, key, secret, password) is refused; the agent reads its credentials from its own store.
+   * Environment variables for the agent (`TAPLINE_LOG_LEVEL`, `TAPLINE_PLATFORM_URL`, `TAPLINE_CREDENTIALS_FILE`, …).
+   * Never secrets: a name that looks like one (token, key, secret, password, private, credential) is refused; the
+   * agent reads its credentials from its own store. A name ending in `_FILE`, `_DIR` or `_PATH` names a place rather
+   * than holding a secret, so `credential` alone does not refuse it (`TAPLINE_CREDENTIALS_FILE`); the other words
+   * still do (`TOKEN_FILE`, `PRIVATE_KEY_PATH`).
    */
   readonly env?: Readonly<Record<string, string>>;
   /** The user's home folder, for install and log paths (macOS, Linux). Default: `$HOME`. */
@@ -47,6 +50,7 @@ export interface ServiceOptions {
 
 /** A service definition and how to install it. */
 export interface ServiceDefinition {
+  /** Which of the three formats {@link ServiceDefinition.text} is. */
   readonly kind: 'systemd-user' | 'launchd' | 'windows';
   /** The file name the text is meant to be saved as. */
   readonly fileName?: string;
@@ -59,8 +63,20 @@ export interface ServiceDefinition {
 }
 
 /** Names that look like secrets; such values must never end up in a file that is world-readable by default. */
-const SECRET_NAME = /token|secret|passw|api[-_]?key|private|credential|^key$|_key$/i;
+const SECRET_NAME = /token|secret|passw|api[-_]?key|private|^key$|_key$/i;
+/**
+ * `credential` names a secret (`AWS_CREDENTIALS`) unless the name says it is a location (`TAPLINE_CREDENTIALS_FILE`):
+ * the path to the store is what lets the service find the same credentials, and is no secret itself.
+ */
+const CREDENTIAL_NAME = /credential/i;
+const LOCATION_NAME = /_(?:FILE|DIR|PATH)$/i;
+/** A portable environment variable name. */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** True for a variable name that looks like it holds a secret; see {@link ServiceOptions.env}. */
+function looksLikeSecretName(name: string): boolean {
+  return SECRET_NAME.test(name) || (CREDENTIAL_NAME.test(name) && !LOCATION_NAME.test(name));
+}
 
 /**
  * The service definition that runs `nodePath agentScript ...args` for `platform` as the current user, started at
@@ -112,7 +128,7 @@ function validate(platform: ServicePlatform, options: ServiceOptions): void {
   }
   for (const name of Object.keys(options.env ?? {})) {
     if (!ENV_NAME.test(name)) throw invalid(`"${name}" is not a valid environment variable name.`);
-    if (SECRET_NAME.test(name)) {
+    if (looksLikeSecretName(name)) {
       throw invalid(
         `${name} looks like a secret; secrets do not belong in a service definition, which other programs can read.`,
         'The agent reads its credentials from its own store (`tapline login`); leave them out of the service.',

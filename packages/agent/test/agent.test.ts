@@ -205,6 +205,21 @@ describe('runAgent against the reference platform', () => {
     ]);
   });
 
+  it('lifting the chip once it has answered does not cancel the submission of its answer', async () => {
+    const platform = await platformWith();
+    const request = platform.createScanRequest({ purpose: 'Lift early' });
+    // The answer is slow to reach the platform; the person lifts the implant while it is on its way.
+    platform.faults.add({ kind: 'latency', ms: 400, path: '/scan-requests/{id}/answer', times: 1 });
+    const simulation = createSimulation({ tapAfterMs: false });
+    const run = start(platform, simulation, { exitWhenIdle: true }, (line) => {
+      if (line.event === 'ready') setTimeout(() => simulation.field.present(simulation.chip), 5);
+      if (line.event === 'started') setTimeout(() => simulation.field.remove(), 150);
+    });
+    expect(await run.done).toEqual({ reason: 'idle', answered: 1, failed: 0, pending: 0 });
+    expect(platform.scanRequest(request.id)?.state).toBe('answered');
+    expect(scanEvents(run.lines)).toEqual(['ready', 'started', 'completed', 'idle', 'stopped']);
+  });
+
   it('rides out 5xx bursts and connection resets on the long poll, and a lost answer is retried, not duplicated', async () => {
     const platform = await platformWith();
     const request = platform.createScanRequest({ purpose: 'Badge in' });

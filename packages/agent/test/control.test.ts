@@ -1,8 +1,19 @@
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { hostname, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, TaplineError, createLogger, type TaplineErrorCode } from '@tapline/core';
 import {
@@ -129,18 +140,164 @@ describe('controlSocketPath', () => {
     );
   });
 
-  it('Windows: a named pipe per user, with a name every shell leaves alone', () => {
-    expect(controlSocketPath({}, 'win32', { username: 'ada' })).toBe('\\\\.\\pipe\\tapline-agent-ada');
-    expect(controlSocketPath({}, 'win32', { username: 'Ada Lovelace\\x' })).toBe(
-      '\\\\.\\pipe\\tapline-agent-Ada_Lovelace_x',
+  it('Windows: a named pipe per user, with a name every shell leaves alone and a random id no one can guess', () => {
+    const { dir: local } = socketInTempDir();
+    const env = { LOCALAPPDATA: local };
+    const first = controlSocketPath(env, 'win32', { username: 'ada' });
+    const match = /^\\\\\.\\pipe\\tapline-agent-ada-([A-Za-z0-9_-]{22})$/.exec(first);
+    expect(match, first).not.toBeNull();
+    const id = match![1]!;
+    // 128 random bits, kept where the agent and every client of this user read them.
+    expect(Buffer.from(id, 'base64url')).toHaveLength(16);
+    const file = join(local, 'tapline', 'agent-pipe-id');
+    expect(readFileSync(file, 'utf8')).toBe(id);
+    if (process.platform !== 'win32') {
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(dirname(file)).mode & 0o777).toBe(0o700);
+    }
+    // No temporary file left next to it.
+    expect(readdirSync(dirname(file))).toEqual(['agent-pipe-id']);
+
+    // The agent and the CLI compute the same name; the user name part is still sanitised.
+    expect(controlSocketPath(env, 'win32', { username: 'ada' })).toBe(first);
+    expect(controlSocketPath(env, 'win32', { username: 'Ada Lovelace\\x' })).toBe(
+      `\\\\.\\pipe\\tapline-agent-Ada_Lovelace_x-${id}`,
     );
-    expect(controlSocketPath({ USERNAME: 'bob' }, 'win32')).toBe('\\\\.\\pipe\\tapline-agent-bob');
+    expect(controlSocketPath({ ...env, USERNAME: 'bob' }, 'win32')).toBe(`\\\\.\\pipe\\tapline-agent-bob-${id}`);
+
+    // Another user (another profile folder) gets another id.
+    const { dir: otherLocal } = socketInTempDir();
+    expect(controlSocketPath({ LOCALAPPDATA: otherLocal }, 'win32', { username: 'ada' })).not.toBe(first);
+  });
+
+  it('Windows: without LOCALAPPDATA the id lives in <home>/AppData/Local; an existing id file is used as is', () => {
+    const { dir: home } = socketInTempDir();
+    const file = join(home, 'AppData', 'Local', 'tapline', 'agent-pipe-id');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, 'AAAAAAAAAAAAAAAAAAAAAA\n');
+    expect(controlSocketPath({}, 'win32', { username: 'ada', home })).toBe(
+      '\\\\.\\pipe\\tapline-agent-ada-AAAAAAAAAAAAAAAAAAAAAA',
+    );
+    // TAPLINE_AGENT_SOCKET wins, and then the id file is not even looked at.
+    const { dir: untouched } = socketInTempDir();
+    expect(controlSocketPath({ TAPLINE_AGENT_SOCKET: '\\\\.\\pipe\\mine', LOCALAPPDATA: untouched }, 'win32')).toBe(
+      '\\\\.\\pipe\\mine',
+    );
+    expect(readdirSync(untouched)).toEqual([]);
+  });
+
+  it('Windows: an id file that holds no id is STORAGE_FAILED with the hint to delete it, never replaced', () => {
+    const { dir: local } = socketInTempDir();
+    const file = join(local, 'tapline', 'agent-pipe-id');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, 'not an id');
+    let thrown: unknown;
+    try {
+      controlSocketPath({ LOCALAPPDATA: local }, 'win32', { username: 'ada' });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TaplineError);
+    expect((thrown as TaplineError).code).toBe(ErrorCode.StorageFailed);
+    expect((thrown as TaplineError).message).toBe(`The agent's pipe id file ${file} does not hold a pipe id.`);
+    expect((thrown as TaplineError).hint).toMatch(/^Delete it/);
+    expect(readFileSync(file, 'utf8')).toBe('not an id');
   });
 
   it('defaults to this process (and stays the same between calls)', () => {
     expect(controlSocketPath()).toBe(controlSocketPath(process.env, process.platform));
   });
 });
+
+/** Leaves a real stale socket at `path`: a process that listens and is killed with SIGKILL, so nothing unlinks it. */
+async function staleSocket(path: string): Promise<void> {
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.stdout.write('up'))`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  child.kill('SIGKILL');
+  await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  expect(statSync(path).isSocket()).toBe(true);
+}
+
+/** The built module, for agents in child processes (the tests run after `tsc -b`, like the package's `test` task). */
+const DIST_CONTROL = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'control.js');
+
+/**
+ * A child process that imports the built control module, says `ready`, starts a control server on `path` when it
+ * reads `go`, and prints the outcome as one JSON line: `{"started":true,"pid":…}` or `{"code":…,"pid"?:…}`. A
+ * child that started keeps serving until its stdin ends.
+ */
+const CHILD_AGENT = `
+const [url, path] = process.argv.slice(1);
+const { startControlServer } = await import(url);
+const handlers = { status: () => { throw new Error('not in this test'); }, choose: () => ({ chosen: 'x' }) };
+const say = (value) => process.stdout.write(JSON.stringify(value) + '\\n');
+process.stdin.setEncoding('utf8');
+process.stdin.once('data', async () => {
+  try {
+    const server = await startControlServer({ path, handlers });
+    say({ started: true, pid: process.pid });
+    process.stdin.once('end', () => void server.close().then(() => process.exit(0)));
+    process.stdin.resume();
+  } catch (error) {
+    say({ code: error.code, pid: error.details?.pid });
+    process.exit(0);
+  }
+});
+say('ready');
+`;
+
+/** Settles when `child` has exited (at once if it has). */
+function exited(child: ChildProcessWithoutNullStreams): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+type ChildOutcome = { started: true; pid: number } | { code: string; pid?: number };
+
+function childAgent(path: string): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
+  const child = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', CHILD_AGENT, pathToFileURL(DIST_CONTROL).href, path],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  cleanups.push(() => {
+    const done = exited(child);
+    child.kill('SIGKILL');
+    return done;
+  });
+  let buffered = '';
+  const waiting: ((line: string) => void)[] = [];
+  const ready: string[] = [];
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      const waiter = waiting.shift();
+      if (waiter) waiter(line);
+      else ready.push(line);
+    }
+  });
+  const lines: AsyncIterator<string> = {
+    next: () =>
+      new Promise((resolve, reject) => {
+        const early = ready.shift();
+        if (early !== undefined) return resolve({ value: early, done: false });
+        const timer = setTimeout(() => reject(new Error(`the child agent said nothing; stderr: ${stderr}`)), 5000);
+        waiting.push((value) => {
+          clearTimeout(timer);
+          resolve({ value, done: false });
+        });
+      }),
+  };
+  return { child, lines };
+}
 
 describe('control server and client', () => {
   posixOnly('status and choose round trip; close() removes the socket', async () => {
@@ -313,14 +470,16 @@ describe('control server and client', () => {
   });
 
   posixOnly(
-    'a second agent on the same path fails with "already running (pid N)"; the first keeps serving',
+    'a second agent on the same path fails with AGENT_ALREADY_RUNNING (pid N); the first keeps serving',
     async () => {
       const { path } = socketInTempDir();
       await start(path);
-      const error = await rejectsWith(startControlServer({ path, handlers }), ErrorCode.AlreadyUsed);
+      const error = await rejectsWith(startControlServer({ path, handlers }), ErrorCode.AgentAlreadyRunning);
       expect(error.message).toBe(`An agent is already running (pid ${process.pid}).`);
       expect(error.details).toEqual({ path, pid: process.pid });
       expect((await sendControl({ v: 1, op: 'status' }, { path })).status).toEqual(STATUS);
+      // The start-up lock is released either way.
+      expect(existsSync(`${path}.lock`)).toBe(false);
     },
   );
 
@@ -329,7 +488,7 @@ describe('control server and client', () => {
     async () => {
       const { path } = socketInTempDir();
       await fakeServer(path, () => undefined);
-      const error = await rejectsWith(startControlServer({ path, handlers }), ErrorCode.AlreadyUsed);
+      const error = await rejectsWith(startControlServer({ path, handlers }), ErrorCode.AgentAlreadyRunning);
       expect(error.message).toMatch(/does not answer as a Tapline agent/);
       expect(existsSync(path)).toBe(true);
     },
@@ -338,16 +497,7 @@ describe('control server and client', () => {
 
   posixOnly('removes the socket of an agent that was killed, and takes its place', async () => {
     const { path } = socketInTempDir();
-    // A real stale socket: a process that listens and is killed with SIGKILL, so nothing unlinks the file.
-    const child = spawn(
-      process.execPath,
-      ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.stdout.write('up'))`],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-    child.kill('SIGKILL');
-    await new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    expect(statSync(path).isSocket()).toBe(true);
+    await staleSocket(path);
     await rejectsWith(sendControl({ v: 1, op: 'ping' }, { path }), ErrorCode.AgentNotRunning);
 
     const logged: string[] = [];
@@ -356,6 +506,123 @@ describe('control server and client', () => {
     expect(logged).toEqual(['removed the control socket of an agent that is no longer running']);
     expect((await sendControl({ v: 1, op: 'ping' }, { path })).pid).toBe(process.pid);
   });
+
+  posixOnly('two agents starting at once over a stale socket: exactly one starts, the other is refused', async () => {
+    // Without the lock, about one round in eight lost the race (both started); the next test pins it down exactly.
+    for (let round = 0; round < 10; round++) {
+      const { dir, path } = socketInTempDir();
+      await staleSocket(path);
+      // Each agent answers status with its own start time, so that the live socket shows whose it is.
+      const statusOf = (startedAt: string): ControlHandlers => ({
+        ...handlers,
+        status: () => ({ ...STATUS, startedAt }),
+      });
+      const outcomes = await Promise.allSettled([
+        startControlServer({ path, handlers: statusOf('A') }),
+        startControlServer({ path, handlers: statusOf('B') }),
+      ]);
+      const started = outcomes.flatMap((o, i) =>
+        o.status === 'fulfilled' ? [{ server: o.value, who: 'AB'[i]! }] : [],
+      );
+      const refused = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+      for (const { server } of started) cleanups.push(() => server.close());
+      expect(started).toHaveLength(1);
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toBeInstanceOf(TaplineError);
+      expect((refused[0] as TaplineError).code).toBe(ErrorCode.AgentAlreadyRunning);
+      expect((refused[0] as TaplineError).details).toEqual({ path, pid: process.pid });
+      // The socket on disk is the winner's, and it answers.
+      expect((await sendControl({ v: 1, op: 'status' }, { path })).status.startedAt).toBe(started[0]!.who);
+      // Nothing of the lock is left next to the socket.
+      expect(readdirSync(dir)).toEqual(['agent.sock']);
+    }
+  });
+
+  posixOnly(
+    'two agent processes starting at once over a stale socket: exactly one starts, the other names its pid',
+    async () => {
+      expect(existsSync(DIST_CONTROL), `${DIST_CONTROL} is missing: build the package first (npx tsc -b)`).toBe(true);
+      for (let round = 0; round < 3; round++) {
+        const { path } = socketInTempDir();
+        await staleSocket(path);
+        const agents = [childAgent(path), childAgent(path)];
+        for (const { lines } of agents) expect(JSON.parse((await lines.next()).value as string)).toBe('ready');
+        // As close to the same moment as two processes get: both have loaded everything and only wait for this.
+        for (const { child } of agents) child.stdin.write('go\n');
+        const outcomes = await Promise.all(
+          agents.map(async ({ lines }) => JSON.parse((await lines.next()).value as string) as ChildOutcome),
+        );
+        const started = outcomes.filter((o): o is { started: true; pid: number } => 'started' in o);
+        const refused = outcomes.filter((o): o is { code: string; pid?: number } => 'code' in o);
+        expect(started, JSON.stringify(outcomes)).toHaveLength(1);
+        expect(refused).toEqual([{ code: 'AGENT_ALREADY_RUNNING', pid: started[0]!.pid }]);
+        expect((await sendControl({ v: 1, op: 'ping' }, { path })).pid).toBe(started[0]!.pid);
+        for (const { child } of agents) child.stdin.end();
+        await Promise.all(agents.map(({ child }) => exited(child)));
+        // The winner removed its socket on the way out.
+        expect(existsSync(path)).toBe(false);
+      }
+    },
+    30_000,
+  );
+
+  posixOnly(
+    'while another agent holds the start-up lock, a starting one waits instead of removing the socket',
+    async () => {
+      const { path } = socketInTempDir();
+      await staleSocket(path);
+      const stale = statSync(path).ino;
+      // Another agent, in another process, between its probe and its bind: it holds the lock (a live pid on this host).
+      const lockFile = `${path}.lock`;
+      writeFileSync(
+        lockFile,
+        JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString(), nonce: 'the-other-agent' }),
+      );
+      const second = startControlServer({ path, handlers }).then(
+        (server) => {
+          cleanups.push(() => server.close());
+          return server;
+        },
+        (error: unknown) => error,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The stale socket is untouched: this agent did not probe and remove it behind the other one's back.
+      expect(statSync(path).ino).toBe(stale);
+      // The other agent removes the stale socket, binds, and releases the lock.
+      rmSync(path);
+      await fakeServer(path, (socket) => socket.end('{"v":1,"ok":true,"pid":4242}\n'));
+      rmSync(lockFile);
+      const outcome = await second;
+      expect(outcome).toBeInstanceOf(TaplineError);
+      expect((outcome as TaplineError).code).toBe(ErrorCode.AgentAlreadyRunning);
+      expect((outcome as TaplineError).details).toEqual({ path, pid: 4242 });
+      // The other agent's socket is still there, and still answers.
+      expect((await sendControl({ v: 1, op: 'ping' }, { path })).pid).toBe(4242);
+    },
+  );
+
+  posixOnly(
+    'a start-up lock held by a live process: TIMEOUT after a few seconds, naming the lock file',
+    async () => {
+      const { path } = socketInTempDir();
+      // This process is alive and on this host, so its lock is not stale; another nonce makes it not ours either.
+      writeFileSync(
+        `${path}.lock`,
+        JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString(), nonce: 'someone-else' }),
+      );
+      const started = Date.now();
+      const error = await rejectsWith(startControlServer({ path, handlers }), ErrorCode.Timeout);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
+      expect(error.message).toMatch(
+        /^Another process has held the lock on the control socket .* this agent did not start\.$/,
+      );
+      expect(error.hint).toBe(
+        `Another agent may be starting; try again. If none is, delete ${path}.lock and start the agent again.`,
+      );
+      expect(existsSync(path)).toBe(false);
+    },
+    10_000,
+  );
 
   posixOnly('refuses a path too long for a Unix socket with a hint', async () => {
     const { dir } = socketInTempDir();

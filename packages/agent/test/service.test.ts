@@ -251,7 +251,21 @@ describe('serviceDefinition: validation', () => {
     invalid(() => serviceDefinition('win32', { ...POSIX, nodePath: 'node.exe' }), /absolute nodePath/);
     invalid(() => serviceDefinition('linux', { ...POSIX, args: ['agent\nExecStartPre=/bin/evil'] }), /line break/);
     invalid(() => serviceDefinition('linux', { ...POSIX, env: { 'BAD NAME': 'x' } }), /not a valid environment/);
-    for (const name of ['TAPLINE_API_KEY', 'ACCESS_TOKEN', 'CLIENT_SECRET', 'DB_PASSWORD']) {
+    for (const name of [
+      'TAPLINE_API_KEY',
+      'ACCESS_TOKEN',
+      'CLIENT_SECRET',
+      'DB_PASSWORD',
+      'AWS_CREDENTIALS',
+      'GOOGLE_APPLICATION_CREDENTIALS_JSON',
+      'KEY',
+      'SIGNING_KEY',
+      // A path, but the name says what it points to is a secret all the same: no exception for these.
+      'TOKEN_FILE',
+      'CLIENT_SECRET_PATH',
+      'PRIVATE_KEY_FILE',
+      'PASSWORD_DIR',
+    ]) {
       invalid(() => serviceDefinition('linux', { ...POSIX, env: { [name]: 'x' } }), /looks like a secret/);
     }
     invalid(
@@ -259,5 +273,30 @@ describe('serviceDefinition: validation', () => {
       /double quote/,
     );
     invalid(() => serviceDefinition('freebsd' as 'linux', POSIX), /no service definition for freebsd/);
+  });
+});
+
+describe('serviceDefinition: passing the association through', () => {
+  it('accepts TAPLINE_ISSUER, TAPLINE_CLIENT_ID and TAPLINE_CREDENTIALS_FILE: a location, not a secret', () => {
+    const env = {
+      TAPLINE_ISSUER: 'https://auth.example.com/oidc',
+      TAPLINE_CLIENT_ID: 'tapline-cli',
+      TAPLINE_CREDENTIALS_FILE: '/home/ada lovelace/.config/tapline/credentials.json',
+      TAPLINE_CONFIG_DIR: '/home/ada lovelace/.config/tapline',
+      CREDENTIALS_DIR: '/srv/creds',
+      CREDENTIAL_STORE_PATH: '/srv/store',
+    };
+    const unit = lines(serviceDefinition('linux', { ...POSIX, env }).text);
+    for (const [name, value] of Object.entries(env)) expect(unit).toContain(`Environment="${name}=${value}"`);
+    const plist = plistStrings(serviceDefinition('darwin', { ...POSIX, env }).text);
+    expect(plist).toContain(env.TAPLINE_CREDENTIALS_FILE);
+    const script = serviceDefinition('win32', {
+      nodePath: 'C:\\node\\node.exe',
+      agentScript: 'C:\\tapline\\run.js',
+      env: { TAPLINE_CREDENTIALS_FILE: 'C:\\Users\\ada\\tapline\\credentials.json' },
+    }).text;
+    expect(script).toContain(
+      "[Environment]::SetEnvironmentVariable('TAPLINE_CREDENTIALS_FILE', 'C:\\Users\\ada\\tapline\\credentials.json', 'User')",
+    );
   });
 });

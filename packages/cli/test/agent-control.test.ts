@@ -7,9 +7,9 @@ import { BIN, parseJson, runCli } from './helpers/run-cli.js';
 // These tests spawn the built CLI (`npx tsc -b && npx oclif manifest`) against a real control server on a Unix socket
 // in a private temporary folder, the one a running agent would open.
 
-type AgentModule = typeof import('@tapline/agent');
-type AgentStatus = import('@tapline/agent').AgentStatus;
-type ControlServer = import('@tapline/agent').ControlServer;
+type ControlModule = typeof import('@tapline/agent/control');
+type AgentStatus = import('@tapline/agent/control').AgentStatus;
+type ControlServer = import('@tapline/agent/control').ControlServer;
 
 const posixOnly = process.platform === 'win32' ? describe.skip : describe;
 
@@ -63,8 +63,9 @@ beforeAll(async () => {
   if (process.platform === 'win32') return;
   dir = mkdtempSync(join(tmpdir(), 'tapline-cli-agent-'));
   socket = join(dir, 'agent.sock');
-  const agent: AgentModule = await import('@tapline/agent');
-  server = await agent.startControlServer({
+  // The same subpath `agent status` and `agent choose` load: the control channel without the agent's runtime.
+  const control: ControlModule = await import('@tapline/agent/control');
+  server = await control.startControlServer({
     path: socket,
     handlers: {
       status: () => STATUS,
@@ -82,6 +83,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('@tapline/agent/control', () => {
+  it('is the control channel alone, without the agent runtime', async () => {
+    const control = await import('@tapline/agent/control');
+    expect(typeof control.sendControl).toBe('function');
+    expect(typeof control.controlSocketPath).toBe('function');
+    expect(Object.keys(control)).not.toContain('runAgent');
+    expect(Object.keys(control)).not.toContain('serviceDefinition');
+  });
 });
 
 posixOnly('tapline agent status', () => {
@@ -181,6 +192,29 @@ describe('tapline agent service', () => {
       /systemctl --user daemon-reload && systemctl --user enable --now tapline-agent\.service/,
     );
     expect(run.stderr).toMatch(/tapline agent service --print --platform linux > /);
+  });
+
+  it('passes the association settings through (issuer, client id, credentials file), never the API key', async () => {
+    const env = {
+      TAPLINE_ISSUER: 'https://auth.example.com/oidc',
+      TAPLINE_CLIENT_ID: 'tapline-test',
+      TAPLINE_CREDENTIALS_FILE: join(tmpdir(), 'tapline creds', 'credentials.json'),
+      TAPLINE_PLATFORM_URL: 'https://platform.example.com',
+      TAPLINE_API_KEY: 'tk_live_do-not-leak',
+      TAPLINE_ACCESS_TOKEN: 'do-not-leak-either',
+    };
+    const run = await runCli(['agent', 'service', '--print', '--platform', 'linux'], { env });
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.split('\n');
+    for (const name of [
+      'TAPLINE_ISSUER',
+      'TAPLINE_CLIENT_ID',
+      'TAPLINE_CREDENTIALS_FILE',
+      'TAPLINE_PLATFORM_URL',
+    ] as const) {
+      expect(lines).toContain(`Environment="${name}=${env[name]}"`);
+    }
+    expect(run.stdout).not.toMatch(/API_KEY|ACCESS_TOKEN|do-not-leak/);
   });
 
   it('--print --platform darwin: a plist; --platform win32: the Task Scheduler script', async () => {

@@ -1,12 +1,13 @@
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   AssociatedSession,
   ErrorCode,
   FileTokenStore,
   MemoryTokenStore,
+  REFRESH_TIMEOUT_MS,
   TaplineError,
   createDeviceAssociation,
   credentialsFromTokens,
@@ -22,8 +23,27 @@ const NOW = 1_700_000_000_000;
 
 const servers: ScriptedHttpServer[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   for (const server of servers.splice(0)) await server.close();
 });
+
+/** Lets real I/O run until `done` holds (for fake-timer tests, where virtual time stands still meanwhile). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 5000 && !done(); i++) await new Promise((r) => setImmediate(r));
+  if (!done()) throw new Error('the condition never held');
+}
+
+const NEW_TOKENS = {
+  accessToken: 'access-new',
+  accessTokenExpiresAt: NOW + 600_000,
+  refreshToken: 'refresh-new',
+  scope: 'openid offline_access scan_requests',
+  sub: 'd'.repeat(64),
+} as const;
+
+function revokedTokens(server: ScriptedHttpServer): string[] {
+  return server.to('/oidc/token/revocation').map((r) => new URLSearchParams(r.body).get('token') ?? '(none)');
+}
 
 /** A token store whose saves the test can fail or hold, and which records what was saved. */
 class ControlledStore implements TokenStore {
@@ -225,6 +245,55 @@ describe('AssociatedSession.accessToken', () => {
     expect(server.to('/oidc/token')).toHaveLength(1);
   });
 
+  it('a refresh the provider answers only after 12 s still completes, and the rotated token is stored', async () => {
+    const { server, store, session, rotate } = await bench();
+    // Discovery first, on real timers (its own timeout is a real AbortSignal.timeout).
+    server.on('POST', '/oidc/token/revocation', () => ({ status: 200 }));
+    await createDeviceAssociation({
+      issuer: new URL('oidc', server.url),
+      clientId: 'tapline-desktop',
+      allowInsecureHttp: true,
+    }).revoke('warm-up');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    server.on('POST', '/oidc/token', () => rotate(12_000)); // the association's own timeout is 2 s
+    let settled = false;
+    const pending = session.accessToken().finally(() => (settled = true));
+    await until(() => server.to('/oidc/token').length === 1);
+    await vi.advanceTimersByTimeAsync(12_000);
+    await until(() => settled);
+    expect(await pending).toBe('access-1');
+    expect(await store.load()).toMatchObject({ accessToken: 'access-1', refreshToken: 'refresh-1' });
+    expect(refreshTokensSent(server)).toEqual(['refresh-0']);
+  });
+
+  it('a refresh lost without an answer: not marked spent, sent again by the next call, never two at a time', async () => {
+    const { server, store, session, rotate } = await bench();
+    let answer = false;
+    server.on('POST', '/oidc/token', () => (answer ? rotate() : new Promise<never>(() => undefined)));
+    await session.whoami();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    // Three callers while the provider is silent: one request between them.
+    const outcomes: unknown[] = [];
+    const calls = Array.from({ length: 3 }, () =>
+      session.accessToken().then(
+        (token) => outcomes.push(token),
+        (error: unknown) => outcomes.push(error),
+      ),
+    );
+    await until(() => server.to('/oidc/token').length === 1);
+    await vi.advanceTimersByTimeAsync(REFRESH_TIMEOUT_MS);
+    await until(() => outcomes.length === 3);
+    await Promise.all(calls);
+    expect(outcomes.map((o) => isTaplineError(o) && o.code)).toEqual(Array(3).fill(ErrorCode.Timeout));
+    expect(refreshTokensSent(server)).toEqual(['refresh-0']);
+    vi.useRealTimers();
+    // Nothing came back, so nothing to adopt: the same token is the only one to try, and it is not refused here.
+    answer = true;
+    expect(await session.accessToken()).toBe('access-1');
+    expect(refreshTokensSent(server)).toEqual(['refresh-0', 'refresh-0']);
+    expect((await store.load())?.refreshToken).toBe('refresh-1');
+  });
+
   it('adopts credentials another process rotated instead of sending the old refresh token', async () => {
     const { server, store, session, rotate, advance } = await bench({ accessTokenExpiresAt: NOW + 60_000 });
     server.on('POST', '/oidc/token', () => rotate());
@@ -360,6 +429,82 @@ describe('AssociatedSession: associate, whoami, logout', () => {
     expect(result.revocationError?.code).toBe(ErrorCode.PlatformUnavailable);
     expect(server.to('/oidc/token/revocation')).toHaveLength(2);
     expect(await store.load()).toBeUndefined();
+  });
+
+  it('associate with revokePrevious: saves the new tokens under the lock, then revokes what was stored then', async () => {
+    const { server, store, session, log } = await bench({ accessTokenExpiresAt: NOW + 600_000 });
+    expect(await session.accessToken()).toBe('access-0'); // this process holds refresh-0
+    // Another process rotated meanwhile: the newest token of the old grant is refresh-other.
+    await store.inner.save({ ...(await store.load())!, accessToken: 'access-other', refreshToken: 'refresh-other' });
+    const storedAtRevocation: (string | undefined)[] = [];
+    server.on('POST', '/oidc/token/revocation', async () => {
+      storedAtRevocation.push((await store.load())?.refreshToken);
+      return { status: 200 };
+    });
+    const result = await session.associate(NEW_TOKENS, { revokePrevious: true });
+    expect(result).toEqual({
+      identity: { sub: NEW_TOKENS.sub, issuer: `${server.url.href}oidc`, scope: NEW_TOKENS.scope, associatedAt: NOW },
+      previous: {
+        sub: SUB,
+        issuer: `${server.url.href}oidc`,
+        scope: 'openid offline_access scan_requests',
+        associatedAt: NOW - 86_400_000,
+      },
+      previousRevoked: true,
+    });
+    expect(server.to('/oidc/token/revocation').map((r) => Object.fromEntries(new URLSearchParams(r.body)))).toEqual([
+      { token: 'refresh-other', token_type_hint: 'refresh_token', client_id: 'tapline-desktop' },
+      { token: 'access-other', token_type_hint: 'access_token', client_id: 'tapline-desktop' },
+    ]);
+    // Saved first: the revocation never runs while the old tokens are still the stored ones.
+    expect(storedAtRevocation).toEqual(['refresh-new', 'refresh-new']);
+    expect(store.exclusives).toBe(1);
+    expect(await session.accessToken()).toBe('access-new');
+    expect(await session.whoami()).toEqual(result.identity);
+    for (const secret of ['refresh-0', 'refresh-other', 'access-other', 'refresh-new', 'access-new']) {
+      expect(log.text()).not.toContain(secret);
+    }
+  });
+
+  it('associate with revokePrevious: a failed revocation keeps the new association and says why', async () => {
+    const { server, store, session, log } = await bench();
+    server.on('POST', '/oidc/token/revocation', () => ({ status: 503, raw: 'down' }));
+    const result = await session.associate(NEW_TOKENS, { revokePrevious: true });
+    expect(result.previousRevoked).toBe(false);
+    expect(result.previous?.sub).toBe(SUB);
+    expect(result.previousRevocationError?.code).toBe(ErrorCode.PlatformUnavailable);
+    expect(revokedTokens(server)).toEqual(['refresh-0', 'access-0']);
+    expect((await store.load())?.refreshToken).toBe('refresh-new');
+    // Reported in the result; logged at debug only.
+    expect(log.records.filter((r) => r.message.startsWith('revocation failed')).map((r) => r.level)).toEqual(['debug']);
+  });
+
+  it('associate with revokePrevious: nothing stored, the same grant again, or another issuer: nothing revoked here', async () => {
+    const empty = await bench(null);
+    expect(await empty.session.associate(NEW_TOKENS, { revokePrevious: true })).toMatchObject({
+      previous: undefined,
+      previousRevoked: false,
+    });
+    // The very tokens just stored, handed in again: revoking them would end the association being saved.
+    const again = await empty.session.associate(NEW_TOKENS, { revokePrevious: true });
+    expect(again).toMatchObject({ previous: undefined, previousRevoked: false });
+    expect('previousRevocationError' in again).toBe(false);
+    expect(empty.server.requests).toEqual([]);
+
+    const foreign = await bench({ issuer: 'https://elsewhere.example/oidc' });
+    const result = await foreign.session.associate(NEW_TOKENS, { revokePrevious: true });
+    expect(result.previous?.issuer).toBe('https://elsewhere.example/oidc');
+    expect(result.previousRevoked).toBe(false);
+    expect(result.previousRevocationError?.code).toBe(ErrorCode.NotAssociated);
+    expect(foreign.server.requests).toEqual([]);
+    expect((await foreign.store.load())?.refreshToken).toBe('refresh-new');
+  });
+
+  it('associate without revokePrevious overwrites and revokes nothing', async () => {
+    const { server, store, session } = await bench();
+    expect(await session.associate(NEW_TOKENS)).toMatchObject({ sub: NEW_TOKENS.sub });
+    expect(server.requests).toEqual([]);
+    expect((await store.load())?.refreshToken).toBe('refresh-new');
   });
 
   it('logout never sends tokens of another issuer to this one', async () => {

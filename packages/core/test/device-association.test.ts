@@ -1,7 +1,12 @@
 import { inspect } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
+  AssociatedSession,
+  CREDENTIALS_STALE_LOCK_MS,
   ErrorCode,
+  MemoryTokenStore,
+  REFRESH_TIMEOUT_MS,
+  REQUIRED_ASSOCIATION_SCOPES,
   createDeviceAssociation,
   isTaplineError,
   type DeviceAssociationOptions,
@@ -18,8 +23,23 @@ const REFRESH_2 = 'rt-SECRET-rotated-token-0123456789abcdefghijk';
 
 const servers: ScriptedHttpServer[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   for (const server of servers.splice(0)) await server.close();
 });
+
+/**
+ * Fakes only the timers (the call deadlines and the scripted provider's delays), not `setImmediate`, so that the
+ * real sockets keep working while virtual seconds pass.
+ */
+function fakeTimers(): void {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+}
+
+/** Lets real I/O run until `done` holds (for fake-timer tests, where virtual time stands still meanwhile). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 5000 && !done(); i++) await new Promise((r) => setImmediate(r));
+  if (!done()) throw new Error('the condition never held');
+}
 
 /** A provider, an association on it whose pauses are recorded instead of spent, and a log recorder. */
 async function bench(options: Partial<DeviceAssociationOptions> = {}) {
@@ -195,6 +215,47 @@ describe('DeviceAssociation: the device login', () => {
     expect(server.to('/oidc/token')).toEqual([]);
   });
 
+  it('refuses a grant without scan_requests or offline_access: PLATFORM_REJECTED insufficient_scope, nothing stored', async () => {
+    const { server, provider, association, log } = await bench();
+    const store = new MemoryTokenStore();
+    const session = new AssociatedSession({ store, association });
+    const cases: [scope: string, refreshToken: string | undefined, missing: string[]][] = [
+      ['openid offline_access', REFRESH, ['scan_requests']],
+      ['openid scan_requests', REFRESH, ['offline_access']],
+      // No offline_access and so no refresh token: the scope is the better explanation.
+      ['openid scan_requests', undefined, ['offline_access']],
+      ['openid', undefined, ['scan_requests', 'offline_access']],
+    ];
+    for (const [scope, refreshToken, missing] of cases) {
+      server.on('POST', '/oidc/token', () =>
+        provider.tokens({ accessToken: ACCESS, sub: SUB, scope, ...(refreshToken ? { refreshToken } : {}) }),
+      );
+      // What `tapline login` does: wait, then associate. The wait fails, so associate never runs.
+      const error = await failure(
+        (async () => session.associate(await association.wait((await association.start()).handle)))(),
+      );
+      expect(error.code, scope).toBe(ErrorCode.PlatformRejected);
+      expect(error.details, scope).toMatchObject({ error: 'insufficient_scope', operation: 'device-poll', missing });
+      expect(error.hint).toMatch(/approve all the permissions/);
+      expectNoSecrets(JSON.stringify(error.toJSON()));
+      expect(await store.load()).toBeUndefined();
+    }
+    // A scope answer listing more than asked, in any order, is fine.
+    server.on('POST', '/oidc/token', () =>
+      provider.tokens({
+        accessToken: ACCESS,
+        refreshToken: REFRESH,
+        sub: SUB,
+        scope: 'scan_requests profile offline_access openid',
+      }),
+    );
+    expect((await association.wait((await association.start()).handle)).scope).toBe(
+      'scan_requests profile offline_access openid',
+    );
+    expect(REQUIRED_ASSOCIATION_SCOPES).toEqual(['scan_requests', 'offline_access']);
+    expectNoSecrets(log.text());
+  });
+
   it('refuses a grant without a refresh token or without an ID token', async () => {
     const { server, provider, association } = await bench();
     server.on('POST', '/oidc/token', () => provider.tokens({ accessToken: ACCESS, sub: SUB }));
@@ -285,11 +346,71 @@ describe('DeviceAssociation: refresh, revoke, userinfo', () => {
 
   it('a provider that never answers: TIMEOUT at the deadline', async () => {
     const { server, association } = await bench({ timeoutMs: 200 });
-    server.on('POST', '/oidc/token', () => new Promise(() => undefined));
+    server.on('POST', '/oidc/token/revocation', () => new Promise(() => undefined));
     const started = Date.now();
-    const error = await failure(association.refresh(REFRESH));
+    const error = await failure(association.revoke(REFRESH));
     expect(error.code).toBe(ErrorCode.Timeout);
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('a refresh is not abandoned at the ordinary timeout: an answer after 12 s is taken', async () => {
+    const { server, provider, association } = await bench({ timeoutMs: 2000 });
+    await association.revoke(ACCESS).catch(() => undefined); // discovery, with real timers
+    fakeTimers();
+    server.on('POST', '/oidc/token', async () => {
+      await new Promise((r) => setTimeout(r, 12_000));
+      return provider.tokens({ accessToken: ACCESS, refreshToken: REFRESH_2, sub: SUB });
+    });
+    let settled = false;
+    const refreshing = association.refresh(REFRESH).finally(() => (settled = true));
+    await until(() => server.to('/oidc/token').length === 1);
+    await vi.advanceTimersByTimeAsync(11_000);
+    expect(settled).toBe(false); // past the 2 s timeout, still waiting
+    await vi.advanceTimersByTimeAsync(1_000);
+    await until(() => settled);
+    expect(await refreshing).toMatchObject({ refreshToken: REFRESH_2, refreshTokenRotated: true });
+  });
+
+  it("a refresh outlives openid-client's own backstop timer too (real time)", async () => {
+    // The backstop is a real AbortSignal.timeout of whole seconds (timeoutMs 200 → 2 s if it followed the ordinary
+    // timeout), which fake timers cannot reach: this one waits for real.
+    const { server, provider, association } = await bench({ timeoutMs: 200 });
+    server.on('POST', '/oidc/token', async () => {
+      await new Promise((r) => setTimeout(r, 2300));
+      return provider.tokens({ accessToken: ACCESS, refreshToken: REFRESH_2, sub: SUB });
+    });
+    expect((await association.refresh(REFRESH)).refreshToken).toBe(REFRESH_2);
+  });
+
+  it('a refresh that never answers: TIMEOUT at REFRESH_TIMEOUT_MS (60 s), not before', async () => {
+    const { server, association } = await bench({ timeoutMs: 2000 });
+    await association.revoke(ACCESS).catch(() => undefined);
+    fakeTimers();
+    server.on('POST', '/oidc/token', () => new Promise(() => undefined));
+    let outcome: unknown;
+    const refreshing = association.refresh(REFRESH).then(
+      () => (outcome = 'resolved'),
+      (error: unknown) => (outcome = error),
+    );
+    await until(() => server.to('/oidc/token').length === 1);
+    await vi.advanceTimersByTimeAsync(REFRESH_TIMEOUT_MS - 1);
+    expect(outcome).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    await refreshing;
+    expect(isTaplineError(outcome) && outcome.code).toBe(ErrorCode.Timeout);
+    expect(isTaplineError(outcome) && outcome.details['timeoutMs']).toBe(60_000);
+    // The session refreshes holding the credentials lock: the lock must not look abandoned before it gives up.
+    expect(REFRESH_TIMEOUT_MS).toBeLessThan(CREDENTIALS_STALE_LOCK_MS);
+  });
+
+  it('a refresh still stops at once when the caller shuts down', async () => {
+    const { server, association } = await bench({ timeoutMs: 2000 });
+    server.on('POST', '/oidc/token', () => new Promise(() => undefined));
+    const controller = new AbortController();
+    const refreshing = failure(association.refresh(REFRESH, { signal: controller.signal }));
+    await until(() => server.to('/oidc/token').length === 1);
+    controller.abort();
+    expect((await refreshing).code).toBe(ErrorCode.Aborted);
   });
 
   it('revoke POSTs token, token_type_hint and client_id; userinfo GETs with the bearer token', async () => {

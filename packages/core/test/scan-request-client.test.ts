@@ -89,12 +89,13 @@ describe('ScanRequestClient.list', () => {
     const { server, client } = await bench();
     server.on('GET', '/scan-requests', () => ({
       json: { requests: [scanRequest('sr_AAAA'), scanRequest('sr_BBBB', { accepted_chips: [], state: 'claimed' })] },
-      headers: { ETag: '"v1"' },
+      headers: { ETag: '"v1"', Date: 'Fri, 02 Jan 2026 03:04:06 GMT' },
     }));
     const list = await client.list();
     expect(list).toEqual({
       notModified: false,
       etag: '"v1"',
+      serverTime: Date.UTC(2026, 0, 2, 3, 4, 6),
       requests: [
         {
           id: 'sr_AAAA',
@@ -120,8 +121,15 @@ describe('ScanRequestClient.list', () => {
 
   it('long-polls with If-None-Match and wait; 304 is "not modified" with the same etag', async () => {
     const { server, client } = await bench();
-    server.on('GET', '/scan-requests', () => ({ status: 304, headers: { ETag: '"v1"' } }));
-    expect(await client.list({ etag: '"v1"', waitSec: 30 })).toEqual({ notModified: true, etag: '"v1"' });
+    server.on('GET', '/scan-requests', () => ({
+      status: 304,
+      headers: { ETag: '"v1"', Date: 'Fri, 02 Jan 2026 03:04:36 GMT' },
+    }));
+    expect(await client.list({ etag: '"v1"', waitSec: 30 })).toEqual({
+      notModified: true,
+      etag: '"v1"',
+      serverTime: Date.UTC(2026, 0, 2, 3, 4, 36),
+    });
     expect(server.requests[0]!.url).toBe('/scan-requests?wait=30');
     expect(server.requests[0]!.headers['if-none-match']).toBe('"v1"');
   });
@@ -156,6 +164,31 @@ describe('ScanRequestClient.list', () => {
       [{ requests: [scanRequest('sr_1', { created_at: 'yesterday' })] }, 'requests[0].created_at'],
       [{ requests: [scanRequest('sr_1', { state: 'lost' })] }, 'requests[0].state'],
       [{ requests: [scanRequest('sr/../x')] }, 'requests[0].id'],
+      // The documented shapes: `sr_` + base64url (128 characters at most), relying-party ids as identifiers.
+      [{ requests: [scanRequest('req_AAAA')] }, 'requests[0].id'],
+      [{ requests: [scanRequest('sr_')] }, 'requests[0].id'],
+      [{ requests: [scanRequest(`sr_${'A'.repeat(126)}`)] }, 'requests[0].id'],
+      [{ requests: [scanRequest('sr_AA\u001b[2J')] }, 'requests[0].id'],
+      [
+        { requests: [scanRequest('sr_1', { relying_party: { id: 'door lock', name: 'x' } })] },
+        'requests[0].relying_party.id',
+      ],
+      [{ requests: [scanRequest('sr_1', { relying_party: { id: '', name: 'x' } })] }, 'requests[0].relying_party.id'],
+      [
+        { requests: [scanRequest('sr_1', { relying_party: { id: 'd'.repeat(65), name: 'x' } })] },
+        'requests[0].relying_party.id',
+      ],
+      [
+        { requests: [scanRequest('sr_1', { relying_party: { id: 'door\u202e', name: 'x' } })] },
+        'requests[0].relying_party.id',
+      ],
+      [{ requests: [scanRequest('sr_1', { relying_party: { id: 7, name: 'x' } })] }, 'requests[0].relying_party.id'],
+      // A name that is nothing but controls is no name.
+      [
+        { requests: [scanRequest('sr_1', { relying_party: { id: 'door', name: '\u001b\u202e\n ' } })] },
+        'requests[0].relying_party.name',
+      ],
+      [{ requests: [scanRequest('sr_1', { purpose: 42 })] }, 'requests[0].purpose'],
       [{ requests: [scanRequest('sr_1', { relying_party: 'door' })] }, 'requests[0].relying_party'],
       [{ requests: [scanRequest('sr_1', { accepted_chips: ['SPARK 2'] })] }, 'requests[0].accepted_chips'],
       [{ requests: [scanRequest('sr_1'), 7] }, 'requests[1]'],
@@ -172,6 +205,84 @@ describe('ScanRequestClient.list', () => {
     expect((await failure(client.list())).code).toBe(ErrorCode.ProtocolError);
     server.on('GET', '/scan-requests', () => ({ raw: '' }));
     expect((await failure(client.list())).code).toBe(ErrorCode.ProtocolError);
+  });
+
+  it('makes relying-party text safe to print: no escape sequences, no bidi controls, capped with an ellipsis', async () => {
+    const { server, client } = await bench();
+    server.on('GET', '/scan-requests', () => ({
+      json: {
+        requests: [
+          scanRequest('sr_q5Yb3E8kWJ2xVh0cTn4aLw', {
+            relying_party: { id: 'door-lock.v2_A', name: '\u001b]0;pwned\u0007Front \u202edoor\u202c' },
+            purpose: '\u001b[2J\u001b[1;31mOpen\r\nthe\tfront\u0000 door\u007f\u009b31m\u0085now',
+          }),
+          scanRequest('sr_2', {
+            relying_party: { id: 'bank', name: `\u2066${'N'.repeat(150)}\u2069` },
+            purpose: `\u200e\u200f\u061c${'é'.repeat(300)}`,
+          }),
+          // Astral characters are cut whole, never into half a surrogate pair; the cut's space goes too.
+          scanRequest('sr_3', { purpose: `${'🔑'.repeat(198)} 🔑🔑🔑`, relying_party: { id: 'k', name: 'Keys' } }),
+          scanRequest('sr_4', { purpose: '' }),
+        ],
+      },
+    }));
+    const list = await client.list();
+    const requests = list.notModified ? [] : list.requests;
+    expect(requests).toHaveLength(4);
+    expect(requests[0]).toMatchObject({
+      relyingParty: { id: 'door-lock.v2_A', name: ']0;pwnedFront door' },
+      purpose: '[2J[1;31mOpen the front door31m now',
+    });
+    expect(requests[1]!.relyingParty.name).toBe(`${'N'.repeat(99)}…`);
+    expect(requests[1]!.purpose).toBe(`${'é'.repeat(199)}…`);
+    expect(Array.from(requests[1]!.purpose)).toHaveLength(200);
+    expect(requests[2]!.purpose).toBe(`${'🔑'.repeat(198)}…`);
+    expect(requests[3]!.purpose).toBe('');
+    for (const request of requests) {
+      for (const text of [request.relyingParty.name, request.purpose]) {
+        expect(text).not.toMatch(/[\p{Cc}\p{Bidi_Control}]/u);
+      }
+    }
+  });
+
+  it('returns the platform clock (Date header) as serverTime on 200 and 304, and leaves it out when unusable', async () => {
+    const { server, client } = await bench();
+    const date = 'Tue, 01 Dec 2026 09:00:41 GMT';
+    server.sequence('GET', '/scan-requests', [
+      () => ({ json: { requests: [scanRequest('sr_1')] }, headers: { ETag: '"v1"', Date: date } }),
+      () => ({ status: 304, headers: { ETag: '"v1"', Date: 'Tue, 01 Dec 2026 09:01:11 GMT' } }),
+      () => ({ json: { requests: [] }, headers: { Date: 'yesterday' } }),
+    ]);
+    const first = await client.list();
+    expect(first.serverTime).toBe(Date.UTC(2026, 11, 1, 9, 0, 41));
+    // What the agent does with it: expiresAt on its own clock, whatever the platform's clock says.
+    const localNow = Date.UTC(2026, 11, 1, 9, 3, 41); // this computer runs 3 minutes fast
+    const requests = first.notModified ? [] : first.requests;
+    expect(requests[0]!.expiresAt - first.serverTime! + localNow).toBe(
+      Date.UTC(2026, 0, 2, 3, 9, 5, 500) - Date.UTC(2026, 11, 1, 9, 0, 41) + localNow,
+    );
+    expect(await client.list({ etag: '"v1"', waitSec: 30 })).toEqual({
+      notModified: true,
+      etag: '"v1"',
+      serverTime: Date.UTC(2026, 11, 1, 9, 1, 11),
+    });
+    const garbled = await client.list();
+    expect(garbled.serverTime).toBeUndefined();
+    expect('serverTime' in garbled).toBe(false);
+
+    // No Date header at all (a proxy that strips it).
+    const stripping = createScanRequestClient({
+      platformUrl: server.url,
+      session: new CountingTokens(),
+      fetch: async (input, init) => {
+        const response = await fetch(input, init);
+        const headers = new Headers(response.headers);
+        headers.delete('date');
+        return new Response(response.body, { status: response.status, headers });
+      },
+    });
+    server.on('GET', '/scan-requests', () => ({ json: { requests: [] } }));
+    expect(await stripping.list()).toEqual({ notModified: false, requests: [], etag: undefined });
   });
 
   it('does not follow redirects, so the bearer token never goes elsewhere', async () => {
@@ -193,7 +304,12 @@ describe('ScanRequestClient: 401 invalid_token', () => {
       }),
       () => ({ json: { requests: [] }, headers: { ETag: '"v2"' } }),
     ]);
-    expect(await client.list()).toEqual({ notModified: false, requests: [], etag: '"v2"' });
+    expect(await client.list()).toEqual({
+      notModified: false,
+      requests: [],
+      etag: '"v2"',
+      serverTime: expect.any(Number),
+    });
     expect(server.requests.map((r) => r.headers['authorization'])).toEqual([
       `Bearer ${token(1)}`,
       `Bearer ${token(2)}`,
@@ -460,6 +576,30 @@ describe('ScanRequestClient.cancel and the network', () => {
     expect(error.details['networkError']).toBe('ECONNREFUSED');
   });
 
+  it('refuses to send tokens over plain http except on this computer (INVALID_ARGUMENT with a hint)', () => {
+    const make = (platformUrl: string) => () => createScanRequestClient({ platformUrl, session: new CountingTokens() });
+    for (const url of [
+      'http://platform.example/',
+      'http://192.168.1.20:8080/',
+      'http://127.0.0.1.nip.io/',
+      'http://[::2]/',
+      'http://localhost.example/',
+    ]) {
+      expect(make(url), url).toThrow(
+        expect.objectContaining({ code: ErrorCode.InvalidArgument, hint: expect.stringMatching(/https:\/\//) }),
+      );
+    }
+    for (const url of [
+      'https://platform.example/',
+      'http://127.0.0.1:4000/',
+      'http://127.8.9.10/',
+      'http://localhost:4000/api',
+      'http://[::1]:4000/',
+    ]) {
+      expect(make(url), url).not.toThrow();
+    }
+  });
+
   it('keeps a path prefix of the platform URL', async () => {
     const { server } = await bench();
     const client = createScanRequestClient({
@@ -467,6 +607,6 @@ describe('ScanRequestClient.cancel and the network', () => {
       session: new CountingTokens(),
     });
     server.on('GET', '/api/v2/scan-requests', () => ({ json: { requests: [] } }));
-    expect(await client.list()).toEqual({ notModified: false, requests: [], etag: undefined });
+    expect(await client.list()).toMatchObject({ notModified: false, requests: [], etag: undefined });
   });
 });

@@ -279,6 +279,30 @@ describe('runScanRequests', () => {
     expect(hasErrorCode(abortReason(0), ErrorCode.RequestExpired)).toBe(true);
   });
 
+  it('after release(), neither removal nor the dialogue timeout nor expiry fails the dialogue: the answer decides', () => {
+    scheduler.run(({ hot, cold, expectObservable }) => {
+      const expiring: ScanRequest = { ...r1, expiresAt: 8 };
+      const pending = hot('p-----------', { p: [expiring] });
+      // The tag leaves at 5, the dialogue timeout (4) passes at 6, the request expires at 8; the answer lands at 10.
+      const tags = hot('   --a--l------', { a: arrived(t1), l: left(t1) });
+      const handler: ScanHandler<string> = (context) => {
+        calls.push({ context, abortedAt: undefined });
+        // The chip answered at once: from here on only the submission is left.
+        context.release();
+        return cold('--------a|', { a: 'answered' });
+      };
+      const expected = '   r-s-------(ci)';
+
+      expectObservable(events({ source: { pending$: pending }, tags$: tags, dialogueTimeoutMs: 4, handler })).toBe(
+        expected,
+        { r: 'ready r1', s: 'started r1 on t1', c: 'completed r1 on t1: answered', i: 'idle' },
+      );
+    });
+    expect(calls).toHaveLength(1);
+    // Aborted only afterwards, as every finished dialogue is, and not for a removal.
+    expect(hasErrorCode(abortReason(0), ErrorCode.TagLost)).toBe(false);
+  });
+
   it('ignores a tap while a dialogue runs', () => {
     scheduler.run(({ hot, cold, expectObservable }) => {
       const pending = hot('p---------', { p: [r1] });

@@ -1,7 +1,6 @@
 import { Flags } from '@oclif/core';
 import { TaplineCommand } from '../base-command.js';
-import type { StoredCredentials, TaplineError } from '@tapline/core';
-import { associationContext, associationFlags, type AssociationContext } from '../lib/platform.js';
+import { associationContext, associationFlags } from '../lib/platform.js';
 
 /** `tapline login --json`: the last line, once the association is stored. */
 export interface LoginJson {
@@ -96,39 +95,20 @@ export default class Login extends TaplineCommand<typeof Login> {
       spinner?.error('Not associated.');
       throw error;
     }
-    await store.save(core.credentialsFromTokens(tokens, { issuer, clientId: context.clientId }));
-    // The association --force replaced would otherwise stay valid at the platform, with nobody left to revoke it.
-    if (previous) await this.revokePrevious(context, previous, signal);
-    spinner?.success(`Associated as ${tokens.sub}.`);
-    if (!spinner && !this.jsonEnabled()) this.log(`Associated as ${tokens.sub}.`);
-    return { associated: true, sub: tokens.sub, issuer: issuer.href, scope: tokens.scope };
-  }
-
-  /** Revokes the tokens of the association just replaced, best effort: a failure is a warning, not an error. */
-  private async revokePrevious(
-    { core, association }: AssociationContext,
-    previous: StoredCredentials,
-    signal: AbortSignal,
-  ): Promise<void> {
-    let failure: TaplineError | undefined;
-    const tokens = [
-      [previous.refreshToken, 'refresh_token'],
-      [previous.accessToken, 'access_token'],
-    ] as const;
-    for (const [token, tokenTypeHint] of tokens) {
-      try {
-        await association.revoke(token, { tokenTypeHint, signal });
-      } catch (error) {
-        failure ??= core.toTaplineError(error);
-      }
-    }
-    if (failure) {
+    // Saved under the credentials lock; the association this replaces (whatever is stored at that moment, even if
+    // the agent rotated it meanwhile) is revoked, or it would stay valid at the platform with nobody to revoke it.
+    const replaced = await context.session.associate(tokens, { revokePrevious: true, signal });
+    const failure = replaced.previousRevocationError;
+    if (replaced.previous && failure && failure.code !== core.ErrorCode.NotAssociated) {
       this.warn({
         code: failure.code,
         message: `The previous association could not be revoked: ${failure.message}`,
         hint: 'Remove the old device from your VivoKey profile to be sure.',
       });
     }
+    spinner?.success(`Associated as ${tokens.sub}.`);
+    if (!spinner && !this.jsonEnabled()) this.log(`Associated as ${tokens.sub}.`);
+    return { associated: true, sub: tokens.sub, issuer: issuer.href, scope: tokens.scope };
   }
 
   /**

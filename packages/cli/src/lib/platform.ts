@@ -8,9 +8,6 @@ import type {
   TokenStore,
 } from '@tapline/core';
 
-/** `https://auth.vivokey.com`, the platform `verify` talks to unless told otherwise. */
-export const DEFAULT_PLATFORM_URL = 'https://auth.vivokey.com';
-
 /** Flags of the commands that talk to the platform as the associated user (login, logout, whoami, requests). */
 export const associationFlags = {
   platform: Flags.string({
@@ -53,7 +50,7 @@ export async function associationContext(flags: {
     },
   });
   const logger = core.createLogger({ level: config.trace ? 'trace' : config.logLevel });
-  const platformUrl = new URL(config.platformUrl ?? DEFAULT_PLATFORM_URL);
+  const platformUrl = new URL(config.platformUrl ?? core.DEFAULT_VIVOKEY_BASE_URL);
   const issuer = core.resolveIssuer(config);
   const clientId = config.clientId ?? core.DEFAULT_CLIENT_ID;
   const store = new core.FileTokenStore(config.credentialsFile === undefined ? {} : { file: config.credentialsFile });

@@ -63,6 +63,8 @@ export const ErrorCode = {
   AssociationExpired: 'ASSOCIATION_EXPIRED',
   /** No agent answers on the local control socket (`tapline agent status`, `tapline agent choose`): start one. */
   AgentNotRunning: 'AGENT_NOT_RUNNING',
+  /** An agent already answers on the local control socket, so another one does not start: both would take the taps. */
+  AgentAlreadyRunning: 'AGENT_ALREADY_RUNNING',
   /** Any other failure inside Tapline; a bug report is welcome. */
   Internal: 'INTERNAL',
 } as const;

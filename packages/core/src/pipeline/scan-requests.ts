@@ -1,4 +1,5 @@
 import {
+  NEVER,
   Observable,
   ReplaySubject,
   asyncScheduler,
@@ -6,6 +7,7 @@ import {
   defer,
   finalize,
   map,
+  mergeMap,
   of,
   race,
   take,
@@ -58,6 +60,13 @@ export interface ScanDialogueContext {
    * (`REQUEST_EXPIRED`), unsubscription (`ABORTED`), or after the result was taken. Pass it to every exchange.
    */
   readonly signal: AbortSignal;
+  /**
+   * Says that the chip has given its last answer and may leave: from then on a removal no longer fails the
+   * dialogue, and neither do the dialogue timeout and the request's expiry, so that submitting the answer (which
+   * has deadlines of its own) is never cut off by a person lifting the implant. `signal` still fires on
+   * unsubscription. Idempotent.
+   */
+  readonly release: () => void;
 }
 
 /**
@@ -267,23 +276,29 @@ export function runScanRequests<R>(options: ScanPipelineOptions<R>): Observable<
     const runDialogue = (request: ScanRequest, tag: Tag, cancel: Observable<TaplineError>): Observable<Outcome<R>> => {
       const controller = new AbortController();
       let settled = false;
+      let released = false;
       const failure = (error: TaplineError): Outcome<R> => ({ ok: false, error });
+      // After release() these stay silent instead of completing: in `race`, a completion would win too.
+      const unlessReleased = (outcome: Outcome<R>): Observable<Outcome<R>> => (released ? NEVER : of(outcome));
       const expiry$ =
         request.expiresAt === undefined
           ? []
           : [
               timer(request.expiresAt - scheduler.now(), scheduler).pipe(
-                map(() => failure(requestExpiredError(request))),
+                mergeMap(() => unlessReleased(failure(requestExpiredError(request)))),
               ),
             ];
+      const release = (): void => {
+        released = true;
+      };
       // The handler goes last: a removal that already happened wins without the handler ever being called.
       return race(
-        cancel.pipe(map(failure)),
+        cancel.pipe(mergeMap((error) => unlessReleased(failure(error)))),
         timer(dialogueTimeoutMs, scheduler).pipe(
-          map(() => failure(timeoutError('The scan dialogue', dialogueTimeoutMs))),
+          mergeMap(() => unlessReleased(failure(timeoutError('The scan dialogue', dialogueTimeoutMs)))),
         ),
         ...expiry$,
-        defer(() => handler({ request, tag, signal: controller.signal })).pipe(
+        defer(() => handler({ request, tag, signal: controller.signal, release })).pipe(
           take(1),
           map((result): Outcome<R> => ({ ok: true, result })),
         ),

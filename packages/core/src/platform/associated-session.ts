@@ -24,6 +24,7 @@ import { CREDENTIALS_FORMAT_VERSION, type StoredCredentials, type TokenStore } f
 export interface CredentialsContext {
   /** The OpenID Provider's issuer. */
   readonly issuer: URL | string;
+  /** The OAuth client id the tokens were issued to (`tapline-desktop` unless configured otherwise). */
   readonly clientId: string;
   /** When the association was made, ms since the epoch. Default: now. */
   readonly associatedAt?: number;
@@ -53,9 +54,46 @@ export interface AssociatedSessionOptions {
   readonly store: TokenStore;
   /** The provider the credentials belong to (its issuer and client id must match the stored ones). */
   readonly association: DeviceAssociation;
-  /** Decides when an access token is about to expire. Default: the system clock. */
+  /**
+   * Decides when an access token is about to expire, and stamps `associatedAt`. Default: the system clock. Use the
+   * association's clock: it stamps the expiry times this one compares against.
+   */
   readonly clock?: Clock;
+  /** Where debug lines and warnings go (refreshes, adoptions, failed revocations); never with a token. */
   readonly logger?: Logger;
+}
+
+/** Options of {@link AssociatedSession.associate}. */
+export interface AssociateOptions {
+  /**
+   * Revoke the association being replaced, as `tapline login --force` needs. Holding the store's lock, the session
+   * reads what is stored at that moment (or its own newer credentials, when a save of a rotated token failed), saves
+   * the new tokens, and only then revokes the previous refresh token and access token at the provider, so that a
+   * failed revocation never costs the new association. The result is then an {@link AssociationReplacement}.
+   * Default `false`: the previous credentials are overwritten, and their grant lives on at the provider.
+   */
+  readonly revokePrevious?: boolean;
+  /** Stops waiting for the store's lock (`ABORTED`, nothing saved); during the revocation, cuts it short. */
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link AssociatedSession.associate} with `revokePrevious: true` did. */
+export interface AssociationReplacement {
+  /** The new association, saved. */
+  readonly identity: AssociationIdentity;
+  /**
+   * The association that was replaced, as read under the lock; `undefined` when nothing was stored (or the stored
+   * file could not be read, or held these very tokens).
+   */
+  readonly previous: AssociationIdentity | undefined;
+  /** True when the provider confirmed the revocation of the previous refresh token and access token. */
+  readonly previousRevoked: boolean;
+  /**
+   * Why the previous association was not revoked, when there was one and it was not: a network or provider error,
+   * `ABORTED`, or `NOT_ASSOCIATED` when it belonged to another provider or client (its tokens are never sent to this
+   * one). Its grant then lives on at the provider until it expires or is revoked from the VivoKey side.
+   */
+  readonly previousRevocationError?: TaplineError;
 }
 
 /** Options of {@link AssociatedSession.accessToken}. */
@@ -122,6 +160,7 @@ export class AssociatedSession {
   /** Digests of refresh tokens already exchanged: the provider takes reuse as theft and revokes the grant. */
   readonly #spent = new Set<string>();
 
+  /** Makes no call and reads nothing: the store is read on first use. */
   constructor(options: AssociatedSessionOptions) {
     this.#store = options.store;
     this.#association = options.association;
@@ -131,21 +170,63 @@ export class AssociatedSession {
 
   /**
    * Starts an association from a completed device login: saves the credentials (replacing any earlier ones) and
-   * makes them current. Fails with `STORAGE_FAILED` when they cannot be saved, or `TIMEOUT` when the store's lock
-   * stays taken; nothing is then associated.
+   * makes them current. Fails with `STORAGE_FAILED` when they cannot be saved, `TIMEOUT` when the store's lock stays
+   * taken, or `ABORTED`; nothing is then associated (and nothing revoked).
+   *
+   * With `revokePrevious: true`, also revokes the association it replaces (see {@link AssociateOptions}) and returns
+   * an {@link AssociationReplacement}; a failed revocation does not fail the call, it is reported in the result.
    */
-  async associate(tokens: AssociationTokens): Promise<AssociationIdentity> {
+  associate(
+    tokens: AssociationTokens,
+    options?: AssociateOptions & { readonly revokePrevious?: false },
+  ): Promise<AssociationIdentity>;
+  associate(
+    tokens: AssociationTokens,
+    options: AssociateOptions & { readonly revokePrevious: true },
+  ): Promise<AssociationReplacement>;
+  associate(
+    tokens: AssociationTokens,
+    options: AssociateOptions,
+  ): Promise<AssociationIdentity | AssociationReplacement>;
+  async associate(
+    tokens: AssociationTokens,
+    options: AssociateOptions = {},
+  ): Promise<AssociationIdentity | AssociationReplacement> {
     await this.#settleRefresh();
     const credentials = credentialsFromTokens(tokens, {
       issuer: this.#association.issuer,
       clientId: this.#association.clientId,
       associatedAt: this.#clock.now(),
     });
+    const signal = options.signal === undefined ? {} : { signal: options.signal };
     // Under the lock: a refresh of the old association in another process must not save over the new one.
-    await this.#store.exclusive(() => this.#store.save(credentials));
-    this.#current = credentials;
-    this.#unsaved = false;
-    return identity(credentials);
+    if (options.revokePrevious !== true) {
+      await this.#store.exclusive(() => this.#store.save(credentials), signal);
+      this.#current = credentials;
+      this.#unsaved = false;
+      return identity(credentials);
+    }
+    return this.#store.exclusive(async (): Promise<AssociationReplacement> => {
+      // Read under the lock, so that it is the newest token of the old grant, not one another process has rotated.
+      // What was stored then, not what this session loaded earlier: that may be an association already ended.
+      let previous = await this.#newestLocked('replacing them without revocation', false);
+      // The same grant handed in again: revoking it would end the association just saved.
+      if (previous?.refreshToken === credentials.refreshToken) previous = undefined;
+      await this.#store.save(credentials);
+      this.#current = credentials;
+      this.#unsaved = false;
+      // Saved before revoking: a revocation that fails or hangs costs the old grant's cleanup, never the new one.
+      const previousRevocationError =
+        previous === undefined
+          ? undefined
+          : await this.#revokeAll(previous, options.signal, 'the new association is kept');
+      return {
+        identity: identity(credentials),
+        previous: previous === undefined ? undefined : identity(previous),
+        previousRevoked: previous !== undefined && previousRevocationError === undefined,
+        ...(previousRevocationError === undefined ? {} : { previousRevocationError }),
+      };
+    }, signal);
   }
 
   /**
@@ -204,44 +285,12 @@ export class AssociatedSession {
   }
 
   async #logoutLocked(options: { readonly signal?: AbortSignal }): Promise<LogoutResult> {
-    // The newest credentials: ours when the store is behind (a failed save), else the store's, which another process
-    // may have rotated since we loaded them.
-    let credentials: StoredCredentials | undefined = this.#unsaved ? this.#current : undefined;
-    if (credentials === undefined) {
-      try {
-        credentials = (await this.#store.load()) ?? this.#current;
-      } catch (error) {
-        // A corrupt file cannot be revoked, but it can and must still be deleted.
-        this.#log.warn('the stored credentials could not be read; deleting them without revocation', {
-          code: toTaplineError(error).code,
-        });
-        credentials = this.#current;
-      }
-    }
-    let revocationError: TaplineError | undefined;
-    if (credentials !== undefined) {
-      try {
-        // Tokens of another provider must not be sent to this one, even to revoke them.
-        this.#checkBelongs(credentials);
-        const signal = options.signal === undefined ? {} : { signal: options.signal };
-        // The refresh token first: revoking it ends the whole grant at providers such as oidc-provider. The access
-        // token is revoked even when that failed, in case the provider can still do that much.
-        const tokens = [
-          [credentials.refreshToken, 'refresh_token'],
-          [credentials.accessToken, 'access_token'],
-        ] as const;
-        const failures: unknown[] = [];
-        for (const [token, tokenTypeHint] of tokens) {
-          await this.#association.revoke(token, { tokenTypeHint, ...signal }).catch((error: unknown) => {
-            failures.push(error);
-          });
-        }
-        if (failures.length > 0) throw failures[0];
-      } catch (error) {
-        revocationError = toTaplineError(error, ErrorCode.PlatformUnavailable);
-        this.#log.debug('revocation failed; deleting the local credentials anyway', { code: revocationError.code });
-      }
-    }
+    // A corrupt file cannot be revoked, but it can and must still be deleted.
+    const credentials = await this.#newestLocked('deleting them without revocation', true);
+    const revocationError =
+      credentials === undefined
+        ? undefined
+        : await this.#revokeAll(credentials, options.signal, 'deleting the local credentials anyway');
     this.#current = undefined;
     this.#unsaved = false;
     await this.#store.clear();
@@ -250,6 +299,58 @@ export class AssociatedSession {
       revoked: credentials !== undefined && revocationError === undefined,
       revocationError,
     };
+  }
+
+  /**
+   * The newest credentials, for a caller holding the store's lock: ours when the store is behind (a failed save), else
+   * the store's, which another process may have rotated since we loaded them. With `orLoaded`, the ones this session
+   * loaded earlier stand in when the store is empty or unreadable (a logout revokes whatever it can); without, that is
+   * `undefined`. An unreadable file is logged with a warning that ends in `andThen`.
+   */
+  async #newestLocked(andThen: string, orLoaded: boolean): Promise<StoredCredentials | undefined> {
+    if (this.#unsaved && this.#current !== undefined) return this.#current;
+    const fallback = orLoaded ? this.#current : undefined;
+    try {
+      return (await this.#store.load()) ?? fallback;
+    } catch (error) {
+      this.#log.warn(`the stored credentials could not be read; ${andThen}`, { code: toTaplineError(error).code });
+      return fallback;
+    }
+  }
+
+  /**
+   * Revokes the refresh token, then the access token, of `credentials`; resolves with the first failure (typed), or
+   * `undefined` when both were confirmed. Never throws. `what` ends the debug line of a failure.
+   */
+  async #revokeAll(
+    credentials: StoredCredentials,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<TaplineError | undefined> {
+    try {
+      // Tokens of another provider must not be sent to this one, even to revoke them.
+      this.#checkBelongs(credentials);
+      const options = signal === undefined ? {} : { signal };
+      // The refresh token first: revoking it ends the whole grant at providers such as oidc-provider. The access
+      // token is revoked even when that failed, in case the provider can still do that much.
+      const tokens = [
+        [credentials.refreshToken, 'refresh_token'],
+        [credentials.accessToken, 'access_token'],
+      ] as const;
+      const failures: unknown[] = [];
+      for (const [token, tokenTypeHint] of tokens) {
+        await this.#association.revoke(token, { tokenTypeHint, ...options }).catch((error: unknown) => {
+          failures.push(error);
+        });
+      }
+      if (failures.length > 0) throw failures[0];
+      return undefined;
+    } catch (error) {
+      const failure = toTaplineError(error, ErrorCode.PlatformUnavailable);
+      // Debug, not warn: the caller reports it in its result, and the outcome is not this process's to fix.
+      this.#log.debug(`revocation failed; ${what}`, { code: failure.code });
+      return failure;
+    }
   }
 
   #fresh(credentials: StoredCredentials): boolean {

@@ -23,7 +23,7 @@ import type { TaplineConfig } from '../runtime/config.js';
 import { DEFAULT_VIVOKEY_BASE_URL } from './auth-client.js';
 import {
   checkTimeout,
-  isLoopback,
+  isTokenSafeUrl,
   networkErrorCode,
   sanitizeCause,
   scrubText,
@@ -34,8 +34,25 @@ import {
 /** The scopes Tapline asks for: an ID token, a refresh token, and the scan-request API. */
 export const ASSOCIATION_SCOPE = 'openid offline_access scan_requests';
 
-/** Default timeout of each request to the OpenID Provider (discovery, one poll, refresh, revocation, userinfo). */
+/** Default timeout of each request to the OpenID Provider (discovery, one poll, revocation, userinfo). */
 export const DEFAULT_ASSOCIATION_TIMEOUT_MS = 10_000;
+
+/**
+ * How long a refresh may take, whatever {@link DeviceAssociationOptions.timeoutMs} says. Refresh tokens rotate: once
+ * the request is sent, the provider may already have spent the token it carried, and a client that gives up and
+ * sends it again makes the provider revoke the whole grant (reuse detection). So a refresh is not abandoned at the
+ * ordinary 10 s; it gets this much longer cap, for a provider that is slow but alive. It must stay below the age at
+ * which the credentials lock counts as abandoned (`CREDENTIALS_STALE_LOCK_MS`, 120 s), because the session refreshes
+ * while holding that lock, and another process must not take the lock over while the refresh is still in flight.
+ */
+export const REFRESH_TIMEOUT_MS = 60_000;
+
+/**
+ * The scopes a device login must have been granted for the association to work: the scan-request API, and
+ * `offline_access`, without which there is no refresh token and the association dies with its first access token.
+ * `openid` is checked through the ID token instead.
+ */
+export const REQUIRED_ASSOCIATION_SCOPES: readonly string[] = Object.freeze(['scan_requests', 'offline_access']);
 
 /**
  * Lifetime assumed for an access token whose provider did not say (`expires_in` is only RECOMMENDED): short, so that
@@ -71,8 +88,12 @@ export interface DeviceAssociationOptions {
    * simulator. Any other `http://` issuer, or endpoint, is refused with `INVALID_ARGUMENT`.
    */
   readonly allowInsecureHttp?: boolean;
-  /** Timeout of each request to the provider, in ms. Default {@link DEFAULT_ASSOCIATION_TIMEOUT_MS}. */
+  /**
+   * Timeout of each request to the provider, in ms. Default {@link DEFAULT_ASSOCIATION_TIMEOUT_MS}. A refresh is the
+   * exception: it always gets {@link REFRESH_TIMEOUT_MS}.
+   */
   readonly timeoutMs?: number;
+  /** Where debug lines about provider calls go (never with a token or the device code). Default: nowhere. */
   readonly logger?: Logger;
   /** The scopes asked for. Default {@link ASSOCIATION_SCOPE}. */
   readonly scope?: string;
@@ -89,7 +110,11 @@ export interface DeviceAssociationOptions {
 
 /** Options of one call to the provider. */
 export interface AssociationCallOptions {
-  /** Cancels the call; it then fails with `ABORTED` (or the signal's Tapline reason). */
+  /**
+   * Cancels the call; it then fails with `ABORTED` (or the signal's Tapline reason). For {@link
+   * DeviceAssociation.refresh}, use it only to shut down: a refresh aborted after it was sent leaves the fate of the
+   * refresh token unknown.
+   */
   readonly signal?: AbortSignal;
 }
 
@@ -104,6 +129,7 @@ export interface DeviceLoginStartOptions extends AssociationCallOptions {
  * the association that started the login: it is a secret, and the handle carries nothing that could be logged.
  */
 export interface DeviceLoginHandle {
+  /** Tells the handle apart from other objects; it carries nothing else. */
   readonly kind: 'device-login';
 }
 
@@ -137,14 +163,17 @@ export interface AssociationTokens {
   readonly sub: string;
 }
 
-/** What a refresh yields. */
+/** What a refresh yields. Secrets: never log them. */
 export interface RefreshedTokens {
+  /** The new bearer token for the platform's resource endpoints. */
   readonly accessToken: string;
+  /** When {@link accessToken} expires, in ms since the epoch (the association's clock). */
   readonly accessTokenExpiresAt: number;
   /** The refresh token to use next: the new one when the provider rotated it, else the one just used. */
   readonly refreshToken: string;
   /** True when the provider issued a new refresh token; the one sent is then spent and must never be sent again. */
   readonly refreshTokenRotated: boolean;
+  /** The scopes granted, space-separated (the ones asked for when the provider did not say). */
   readonly scope: string;
   /** The `sub` of the ID token that came with the refresh, if one did. */
   readonly sub: string | undefined;
@@ -152,7 +181,9 @@ export interface RefreshedTokens {
 
 /** The claims the provider's userinfo endpoint returned; `sub` is always there. */
 export interface UserInfo {
+  /** The account's subject identifier for this client. */
   readonly sub: string;
+  /** Any other claim the provider returned (profile, e-mail, …), unchecked. */
   readonly [claim: string]: unknown;
 }
 
@@ -191,11 +222,17 @@ export interface DeviceAssociation {
    * Polls until the person approves (→ tokens), declines (`ASSOCIATION_DENIED`) or the code expires
    * (`ASSOCIATION_EXPIRED`), at the provider's interval (plus 5 s after each `slow_down`). A few unreachable polls in
    * a row are tolerated with a growing pause. A handle can be waited on once.
+   *
+   * An approval is checked before it is returned: a grant without {@link REQUIRED_ASSOCIATION_SCOPES} (the person
+   * approved only some of the permissions) fails with `PLATFORM_REJECTED`, `details.error: insufficient_scope`; one
+   * without a refresh token with `details.error: no_refresh_token`; one without an ID token with `PROTOCOL_ERROR`.
+   * The tokens of a refused grant are not returned, so nothing is stored.
    */
   wait(handle: DeviceLoginHandle, options?: AssociationCallOptions): Promise<AssociationTokens>;
   /**
    * Exchanges a refresh token for a new access token (and, when the provider rotates them, a new refresh token).
-   * Never retried here: once the provider answered, the refresh token sent may be spent.
+   * Never retried here: once the provider answered, the refresh token sent may be spent. Runs under
+   * {@link REFRESH_TIMEOUT_MS}, not the ordinary timeout; the signal is for shutting down only.
    */
   refresh(refreshToken: string, options?: AssociationCallOptions): Promise<RefreshedTokens>;
   /** Revokes a token at the provider (RFC 7009); revoking a token that is already invalid succeeds. */
@@ -271,6 +308,16 @@ interface PendingLogin {
 }
 
 const pendingLogins = new WeakMap<DeviceLoginHandle, PendingLogin>();
+
+/** A checked token endpoint answer, before the operation decides what a missing refresh token means. */
+interface IssuedTokens {
+  readonly accessToken: string;
+  readonly accessTokenExpiresAt: number;
+  /** `undefined` when the answer carried none. */
+  readonly refreshToken: string | undefined;
+  readonly scope: string;
+  readonly sub: string | undefined;
+}
 
 class OpenIdDeviceAssociation implements DeviceAssociation {
   readonly issuer: URL;
@@ -395,9 +442,26 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
           }
           throw error;
         }
-        const tokens = this.#tokens('device-poll', response, pending.scope, undefined, [pending.deviceCode]);
-        if (tokens.sub === undefined) throw badAnswer('device-poll', 'id_token', 'is missing (no `openid` scope?)');
-        if (!tokens.refreshTokenRotated) {
+        const tokens = this.#tokens('device-poll', response, pending.scope, [pending.deviceCode]);
+        // Checked here, before anything is returned (and so before anything is stored): a grant the person approved
+        // only in part would be associated, and fail later at every scan request or at the first refresh.
+        const granted = new Set(tokens.scope.split(' ').filter((scope) => scope !== ''));
+        const missing = REQUIRED_ASSOCIATION_SCOPES.filter((scope) => !granted.has(scope));
+        if (missing.length > 0) {
+          this.#log.debug('device login granted too few scopes', { scope: tokens.scope, missing });
+          throw new TaplineError(
+            ErrorCode.PlatformRejected,
+            `The VivoKey login was approved without every permission Tapline needs (missing: ${missing.join(', ')}); ` +
+              'nothing was saved.',
+            {
+              details: { operation: 'device-poll', error: 'insufficient_scope', missing },
+              hint:
+                'Run `tapline login` again and approve all the permissions it asks for: seeing and answering scan ' +
+                'requests, and staying signed in (offline access).',
+            },
+          );
+        }
+        if (tokens.refreshToken === undefined) {
           throw new TaplineError(
             ErrorCode.PlatformRejected,
             'The VivoKey login service granted no refresh token, so the association could not outlive this session.',
@@ -407,6 +471,7 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
             },
           );
         }
+        if (tokens.sub === undefined) throw badAnswer('device-poll', 'id_token', 'is missing (no `openid` scope?)');
         this.#log.debug('device login approved', { scope: tokens.scope });
         return Object.freeze({
           accessToken: tokens.accessToken,
@@ -423,10 +488,22 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
 
   async refresh(refreshToken: string, options: AssociationCallOptions = {}): Promise<RefreshedTokens> {
     checkToken(refreshToken, 'refresh token');
-    const response = await this.#call('refresh', options.signal, [refreshToken], (oidc, config) =>
-      oidc.refreshTokenGrant(config, refreshToken),
+    // Its own, longer deadline: abandoning a refresh that was sent is what gets a rotated token reused (see
+    // REFRESH_TIMEOUT_MS); a slow provider is better waited for than raced.
+    const response = await this.#call(
+      'refresh',
+      options.signal,
+      [refreshToken],
+      (oidc, config) => oidc.refreshTokenGrant(config, refreshToken),
+      REFRESH_TIMEOUT_MS,
     );
-    return this.#tokens('refresh', response, this.#scope, refreshToken, [refreshToken]);
+    const tokens = this.#tokens('refresh', response, this.#scope, [refreshToken]);
+    return {
+      ...tokens,
+      // No new refresh token: the one just used stays current (the provider does not rotate).
+      refreshToken: tokens.refreshToken ?? refreshToken,
+      refreshTokenRotated: tokens.refreshToken !== undefined,
+    };
   }
 
   async revoke(token: string, options: RevokeOptions = {}): Promise<void> {
@@ -460,25 +537,23 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
     outer: AbortSignal | undefined,
     secrets: readonly string[],
     run: (oidc: OpenIdModule, config: OpenIdClient.Configuration) => Promise<T>,
+    timeoutMs: number = this.#timeoutMs,
   ): Promise<T> {
     const what = `${OPERATION_WHAT[operation]} at ${this.issuer.host}`;
     const started = this.#clock.now();
     this.#log.debug('provider request', { operation, host: this.issuer.host });
     try {
-      return await withCallDeadline(
-        { what, timeoutMs: this.#timeoutMs, signal: outer, timeoutHint: TIMEOUT_HINT },
-        async (signal) => {
-          const oidc = await loadOpenIdClient();
-          const metadata = await this.#discover(oidc);
-          const config = new oidc.Configuration(metadata, this.clientId, { token_endpoint_auth_method: 'none' });
-          this.#configure(oidc, config, signal);
-          try {
-            return await run(oidc, config);
-          } catch (error) {
-            throw mapProviderError(operation, error, secrets, signal);
-          }
-        },
-      );
+      return await withCallDeadline({ what, timeoutMs, signal: outer, timeoutHint: TIMEOUT_HINT }, async (signal) => {
+        const oidc = await loadOpenIdClient();
+        const metadata = await this.#discover(oidc);
+        const config = new oidc.Configuration(metadata, this.clientId, { token_endpoint_auth_method: 'none' });
+        this.#configure(oidc, config, signal, timeoutMs);
+        try {
+          return await run(oidc, config);
+        } catch (error) {
+          throw mapProviderError(operation, error, secrets, signal);
+        }
+      });
     } catch (error) {
       const failure = isTaplineError(error) ? error : mapProviderError(operation, error, secrets, undefined);
       this.#log.debug('provider call failed', {
@@ -523,10 +598,11 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
     return this.#metadata;
   }
 
-  #configure(oidc: OpenIdModule, config: OpenIdClient.Configuration, signal: AbortSignal): void {
+  #configure(oidc: OpenIdModule, config: OpenIdClient.Configuration, signal: AbortSignal, timeoutMs: number): void {
     config[oidc.customFetch] = this.#fetchFor(signal);
-    // A backstop only: withCallDeadline enforces the exact deadline.
-    config.timeout = Math.ceil(this.#timeoutMs / 1000) + 1;
+    // A backstop only: withCallDeadline enforces the exact deadline. It follows the call's own deadline, so that it
+    // never cuts a refresh short at the ordinary timeout.
+    config.timeout = Math.ceil(timeoutMs / 1000) + 1;
     if (this.#allowInsecureHttp) oidc.allowInsecureRequests(config);
   }
 
@@ -562,8 +638,7 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
 
   /** Refuses anything but https, and http on this computer when allowed. */
   #checkUrl(url: URL, what: 'issuer' | 'endpoint'): void {
-    if (url.protocol === 'https:') return;
-    if (url.protocol === 'http:' && this.#allowInsecureHttp && isLoopback(url.hostname)) return;
+    if (isTokenSafeUrl(url, this.#allowInsecureHttp)) return;
     throw new TaplineError(
       ErrorCode.InvalidArgument,
       url.protocol === 'http:'
@@ -589,32 +664,25 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
     return url.href;
   }
 
-  /** Checks and converts a token endpoint answer. */
+  /**
+   * Checks and converts a token endpoint answer. A missing refresh token is left to the caller: a refresh keeps the
+   * one it sent, a device login first checks the scopes, which say better why there is none.
+   */
   #tokens(
     operation: Operation,
     response: TokenResponse,
     requestedScope: string,
-    previousRefreshToken: string | undefined,
     secrets: readonly string[],
-  ): RefreshedTokens {
+  ): IssuedTokens {
     try {
       if (response.token_type !== 'bearer') {
         throw badAnswer(operation, 'token_type', 'must be "bearer"');
       }
       const accessToken = tokenField(operation, 'access_token', response.access_token);
-      const issued = response.refresh_token;
       const refreshToken =
-        issued === undefined ? previousRefreshToken : tokenField(operation, 'refresh_token', response.refresh_token);
-      if (refreshToken === undefined) {
-        throw new TaplineError(
-          ErrorCode.PlatformRejected,
-          'The VivoKey login service granted no refresh token, so the association could not outlive this session.',
-          {
-            details: { operation, error: 'no_refresh_token' },
-            hint: 'The provider must allow offline_access for this client; check the client id (TAPLINE_CLIENT_ID).',
-          },
-        );
-      }
+        response.refresh_token === undefined
+          ? undefined
+          : tokenField(operation, 'refresh_token', response.refresh_token);
       // The raw expires_in, not openid-client's expiresIn(): that one counts down on the wall clock, this one is
       // stamped with the association's clock, which is what the session compares against.
       const expiresIn = response.expires_in;
@@ -622,16 +690,10 @@ class OpenIdDeviceAssociation implements DeviceAssociation {
         typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn >= 0
           ? expiresIn * 1000
           : ASSUMED_ACCESS_TOKEN_LIFETIME_MS;
+      // RFC 6749 §5.1: a token answer without `scope` grants exactly the scopes asked for.
       const scope = typeof response.scope === 'string' ? response.scope : requestedScope;
       const sub = response.claims()?.sub;
-      return {
-        accessToken,
-        accessTokenExpiresAt: this.#clock.now() + lifetimeMs,
-        refreshToken,
-        refreshTokenRotated: issued !== undefined,
-        scope,
-        sub,
-      };
+      return { accessToken, accessTokenExpiresAt: this.#clock.now() + lifetimeMs, refreshToken, scope, sub };
     } catch (error) {
       throw mapProviderError(operation, error, secrets, undefined);
     }

@@ -230,3 +230,13 @@ export function parseBaseUrl(value: string | URL): URL {
 export function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
+
+/**
+ * True when a bearer token may be sent to `url`: `https:`, or, when `allowLoopbackHttp`, plain `http:` to an address
+ * that never leaves this computer ({@link isLoopback}). The one rule for every client that sends tokens (the OpenID
+ * Provider's endpoints, the scan-request API), so that they cannot drift apart.
+ */
+export function isTokenSafeUrl(url: URL, allowLoopbackHttp: boolean): boolean {
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && allowLoopbackHttp && isLoopback(url.hostname);
+}

@@ -13,7 +13,7 @@ import type { AccessTokenOptions } from './associated-session.js';
 import {
   BodyTooLargeError,
   checkTimeout,
-  isLoopback,
+  isTokenSafeUrl,
   networkErrorCode,
   parseBaseUrl,
   parseJsonBytes,
@@ -28,18 +28,33 @@ import type { VerifiableChip } from './relay.js';
 /** Where a scan request is in its life. Only `pending` and `claimed` ones are listed. */
 export type ScanRequestState = 'pending' | 'claimed' | 'answered' | 'cancelled' | 'expired';
 
-/** A scan request as the platform lists it. Times are milliseconds since the epoch. */
+/**
+ * A scan request as the platform lists it. Times are milliseconds since the epoch, on the platform's clock (see
+ * {@link ScanRequestList} `serverTime`).
+ *
+ * The texts come from relying parties and reach terminals and notifications, so they arrive here already made safe
+ * to print as plain text (protocol §7): control characters (C0, C1, DEL) and bidirectional controls (LRM, RLM, ALM,
+ * the embeddings, overrides and isolates) removed, line breaks and other runs of white space turned into one space,
+ * and the length capped ({@link MAX_PURPOSE_CHARS}, {@link MAX_RELYING_PARTY_NAME_CHARS}) with a trailing `…`. Ids
+ * are checked against their shapes instead; a request whose ids do not fit fails the list with `PROTOCOL_ERROR`.
+ */
 export interface PlatformScanRequest {
-  /** The request's id (`sr_…`). */
+  /** The request's id: `sr_` and base64url characters, 128 at most in all (see {@link isScanRequestId}). */
   readonly id: string;
-  /** Who asked. */
+  /**
+   * Who asked, as registered with the platform. `id` is 1 to 64 letters, digits, `.`, `_` or `-`; `name` is
+   * non-empty, plain text of at most {@link MAX_RELYING_PARTY_NAME_CHARS} characters.
+   */
   readonly relyingParty: { readonly id: string; readonly name: string };
-  /** What the scan is for, to show to the person. */
+  /** What the scan is for, to show to the person next to the relying party's name; plain text, possibly empty. */
   readonly purpose: string;
+  /** When the relying party created the request. */
   readonly createdAt: number;
+  /** When the request expires, claimed or not: for display; the platform decides. */
   readonly expiresAt: number;
   /** The chip kinds (`spark1`, `spark2`, `apex`, …) the request accepts; empty means any. */
   readonly acceptedChips: readonly string[];
+  /** `pending` (nobody is answering it) or `claimed` (a chip is being asked); closed requests are not listed. */
   readonly state: ScanRequestState;
 }
 
@@ -52,10 +67,20 @@ export interface ListScanRequestsOptions {
   readonly waitSec?: number;
   /** The `etag` of the previous list: the platform answers "not modified" until the list changes. */
   readonly etag?: string | undefined;
+  /** Cancels the call (`ABORTED`), including a long poll the platform is holding. */
   readonly signal?: AbortSignal;
 }
 
-/** The answer of {@link ScanRequestClient.list}. */
+/**
+ * The answer of {@link ScanRequestClient.list}.
+ *
+ * `serverTime` is the platform's clock when it sent the answer (its HTTP `Date` header, ms since the epoch), absent
+ * when the header is missing or not an HTTP date. The request times (`expiresAt`, …) are on the platform's clock, and
+ * a computer's clock may be minutes off: to show how long a request has left, convert with the difference, for
+ * example `expiresAt - serverTime + localNowWhenListReturned`. The header has one-second resolution and is stamped
+ * before the answer travels, so the result is good to a second or two, which is enough for display (the platform
+ * decides expiry, protocol §3.1). On a long poll it is the time the platform ended the hold, not when it began.
+ */
 export type ScanRequestList =
   | {
       readonly notModified: false;
@@ -63,24 +88,34 @@ export type ScanRequestList =
       readonly requests: readonly PlatformScanRequest[];
       /** Opaque; pass it to the next {@link ScanRequestClient.list}. `undefined` when the platform sent none. */
       readonly etag: string | undefined;
+      /** The platform's clock when it answered, ms since the epoch; see {@link ScanRequestList}. */
+      readonly serverTime?: number;
     }
   | {
       /** Nothing changed since `etag`. */
       readonly notModified: true;
+      /** The etag to send next: the platform's, or the one sent when it repeated none. */
       readonly etag: string | undefined;
+      /** The platform's clock when it answered, ms since the epoch; see {@link ScanRequestList}. */
+      readonly serverTime?: number;
     };
 
 /** The body of {@link ScanRequestClient.claim}: the chip about to answer, and for scheme 2 its first answer. */
 export type ClaimRequest =
   | {
+      /** The kind of chip on the reader: `spark1` for scheme 1. */
       readonly chip: VerifiableChip;
       /** The chip's id as the platform knows it, lower-case hex (see `VerificationResult.uid`). */
       readonly uid: string;
+      /** Scheme 1: ICODE DNA (Spark 1), TAM1 challenge and response. */
       readonly scheme: 1;
     }
   | {
+      /** The kind of chip on the reader: `spark2` or `apex` for scheme 2. */
       readonly chip: VerifiableChip;
+      /** The chip's id as the platform knows it, lower-case hex. */
       readonly uid: string;
+      /** Scheme 2: AES mutual authentication (NTAG 424 DNA, Apex's Verify applet). */
       readonly scheme: 2;
       /** The 16 bytes the chip answered to AuthenticateEV2First part 1, hex. */
       readonly message: string;
@@ -109,8 +144,9 @@ export interface ScanRequestAnswer {
 
 /** The platform's confirmation of an answer. */
 export interface ScanRequestAnswered {
+  /** Always `answered`: the chip's answer verified and the relying party has its result. */
   readonly state: 'answered';
-  /** ms since the epoch. */
+  /** When the platform recorded the answer, ms since the epoch (the platform's clock). */
   readonly answeredAt: number;
 }
 
@@ -118,6 +154,7 @@ export interface ScanRequestAnswered {
 export interface ScanRequestCallOptions {
   /** Timeout of each HTTP attempt, in ms. Default: the client's. */
   readonly timeoutMs?: number;
+  /** Cancels the call (`ABORTED`); for `answer`, also the retries. */
   readonly signal?: AbortSignal;
 }
 
@@ -137,17 +174,23 @@ export interface ScanRequestClient {
 
 /** Where the client gets its bearer token; an `AssociatedSession` fits. */
 export interface AccessTokenSource {
+  /** A valid access token; with `forceRefresh`, a new one (the platform just refused the last). */
   accessToken(options?: AccessTokenOptions): Promise<string>;
 }
 
 /** Options of {@link createScanRequestClient}. */
 export interface ScanRequestClientOptions {
-  /** The platform's base URL (the same server as the Auth API); a path prefix is kept. */
+  /**
+   * The platform's base URL (the same server as the Auth API); a path prefix is kept. It must be `https:`, or `http:`
+   * on this computer only (`localhost`, `127.x.y.z`, `[::1]`): every request carries the bearer token. Anything else
+   * fails with `INVALID_ARGUMENT`.
+   */
   readonly platformUrl: string | URL;
   /** The associated session that provides access tokens. */
   readonly session: AccessTokenSource;
   /** Timeout of each HTTP attempt in ms (a long poll gets `waitSec` on top). Default 10 s. */
   readonly timeoutMs?: number;
+  /** Where debug lines about calls go (never with a token, claim or chip answer). Default: nowhere. */
   readonly logger?: Logger;
   /** Used for every request. Default `globalThis.fetch`. */
   readonly fetch?: FetchLike;
@@ -161,15 +204,31 @@ export interface ScanRequestClientOptions {
 export const MAX_SCAN_REQUEST_WAIT_SEC = 30;
 /** Retries of an `answer` whose outcome is unknown (network failure, 5xx, timeout). */
 export const ANSWER_RETRIES = 2;
+/** Longest `purpose` handed out, in characters (code points) with the `…` of a cut; the protocol's own limit. */
+export const MAX_PURPOSE_CHARS = 200;
+/** Longest relying-party `name` handed out, in characters (code points) with the `…` of a cut. */
+export const MAX_RELYING_PARTY_NAME_CHARS = 100;
 
 const STATES: readonly ScanRequestState[] = ['pending', 'claimed', 'answered', 'cancelled', 'expired'];
 const CHIPS: readonly VerifiableChip[] = ['spark1', 'spark2', 'apex'];
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** A listed request's id as the protocol defines it (§3.2): `sr_` and base64url, 128 characters at most in all. */
+const LISTED_REQUEST_ID = /^sr_[A-Za-z0-9_-]{1,125}$/;
+/** A relying party's id: it lands in the result JWT's `dev_id`, so it is a plain identifier. */
+const RELYING_PARTY_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/**
+ * Removed from relying-party text: every control character (C0, DEL, C1: ESC and CSI start terminal escape
+ * sequences) and every bidirectional control (U+061C, U+200E/F, U+202A–E, U+2066–9), which can make a terminal show
+ * text in another order than it reads. White-space controls are turned into spaces first, so words stay apart.
+ */
+const UNPRINTABLE = /[\p{Cc}\p{Bidi_Control}]/gu;
+/** IMF-fixdate, the HTTP `Date` format every server must send (RFC 9110 §5.6.7). */
+const HTTP_DATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 const HEX = /^(?:[0-9a-fA-F]{2})+$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
 const ETAG = /^(?:W\/)?"[\x21\x23-\x7e]{0,256}"$/;
 const CHIP_KIND = /^[a-z0-9_-]{1,32}$/;
-const MAX_TEXT_CHARS = 1024;
 const MAX_CLAIM_CHARS = 16 * 1024;
 const MAX_ERROR_BODY_BYTES = 16 * 1024;
 const MAX_LISTED_REQUESTS = 1000;
@@ -200,7 +259,10 @@ interface ApiResponse {
   readonly json: unknown;
 }
 
-/** True when `value` has the form of a scan request id (1 to 128 letters, digits, `_` or `-`, like `sr_…`). */
+/**
+ * True when `value` can be passed as a scan request id: 1 to 128 letters, digits, `_` or `-`, safe in a URL path.
+ * Looser than what {@link ScanRequestClient.list} accepts from the platform (`sr_…`, see {@link PlatformScanRequest}).
+ */
 export function isScanRequestId(value: unknown): value is string {
   return typeof value === 'string' && REQUEST_ID.test(value);
 }
@@ -258,17 +320,26 @@ class HttpScanRequestClient implements ScanRequestClient {
       throw new TaplineError(ErrorCode.InvalidArgument, 'answerRetryDelayMs must be a non-negative number.');
     }
     this.#log = (options.logger ?? silentLogger).child({ component: 'scan-requests' });
-    if (this.baseUrl.protocol === 'http:' && !isLoopback(this.baseUrl.hostname)) {
-      this.#log.warn('the platform URL is plain http: access tokens cross the network unencrypted', {
-        host: this.baseUrl.host,
-      });
+    // Every request carries the bearer token: in clear text across a network it is anybody's. The rule is the
+    // device association's (the issuer), so that the two clients of one association agree.
+    if (!isTokenSafeUrl(this.baseUrl, true)) {
+      throw new TaplineError(
+        ErrorCode.InvalidArgument,
+        `The platform URL ${this.baseUrl.origin} uses plain http; Tapline sends access tokens only over https ` +
+          '(http is allowed only on this computer: localhost, 127.x.y.z, [::1]).',
+        {
+          details: { platformUrl: this.baseUrl.origin },
+          hint: 'Use the https:// address of the VivoKey platform (--platform or TAPLINE_PLATFORM_URL).',
+        },
+      );
     }
   }
 
   /**
    * `GET /scan-requests?wait=<waitSec>` with `If-None-Match: <etag>` when an etag is given. Every request is checked
-   * (id, relying party, purpose, times, accepted chips, state); one malformed request fails the whole list with
-   * `PROTOCOL_ERROR`.
+   * (id, relying party, purpose, times, accepted chips, state) and its texts made safe to print (see
+   * {@link PlatformScanRequest}); one malformed request fails the whole list with `PROTOCOL_ERROR`. Both answers carry
+   * the platform's clock in `serverTime` when it sent a `Date` header.
    */
   async list(options: ListScanRequestsOptions = {}): Promise<ScanRequestList> {
     const waitSec = options.waitSec ?? 0;
@@ -300,14 +371,16 @@ class HttpScanRequestClient implements ScanRequestClient {
     );
     const received = response.headers.get('etag');
     const nextEtag = received !== null && ETAG.test(received) ? received : undefined;
-    if (response.status === 304) return { notModified: true, etag: nextEtag ?? etag };
+    const serverTime = httpDate(response.headers.get('date'));
+    const clock = serverTime === undefined ? {} : { serverTime };
+    if (response.status === 304) return { notModified: true, etag: nextEtag ?? etag, ...clock };
     const body = objectBody('list', response.json);
     const list = body['requests'];
     if (!Array.isArray(list) || list.length > MAX_LISTED_REQUESTS) {
       throw badAnswer('list', 'requests', `must be an array of at most ${MAX_LISTED_REQUESTS} scan requests`);
     }
     const requests = Object.freeze(list.map((item: unknown, index) => parseScanRequest(item, index)));
-    return { notModified: false, requests, etag: nextEtag };
+    return { notModified: false, requests, etag: nextEtag, ...clock };
   }
 
   /**
@@ -767,12 +840,46 @@ function timeField(endpoint: Endpoint, record: Record<string, unknown>, field: s
   return ms;
 }
 
-function textField(record: Record<string, unknown>, field: string, where: string, allowEmpty: boolean): string {
+/** The milliseconds of an HTTP `Date` header, or `undefined` when there is none or it is not an IMF-fixdate. */
+function httpDate(value: string | null): number | undefined {
+  if (value === null || !HTTP_DATE.test(value)) return undefined;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/**
+ * Relying-party text made safe to print as one line of plain text: controls and bidi controls out (see
+ * {@link UNPRINTABLE}), white space collapsed, at most `maxChars` code points (a cut ends in `…`; code points rather
+ * than UTF-16 units, so that a cut never splits a surrogate pair into something unprintable).
+ */
+function displayText(text: string, maxChars: number): string {
+  const clean = text
+    .replace(/[\t\n\v\f\r\u0085]/g, ' ')
+    .replace(UNPRINTABLE, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const chars = Array.from(clean);
+  if (chars.length <= maxChars) return clean;
+  return `${chars
+    .slice(0, maxChars - 1)
+    .join('')
+    .trimEnd()}…`;
+}
+
+/** A relying-party text field, made safe to print; `allowEmpty` false also refuses one that is empty once cleaned. */
+function textField(
+  record: Record<string, unknown>,
+  field: string,
+  where: string,
+  maxChars: number,
+  allowEmpty: boolean,
+): string {
   const value = record[field];
-  if (typeof value !== 'string' || (!allowEmpty && value === '') || value.length > MAX_TEXT_CHARS) {
-    throw badAnswer('list', `${where}.${field}`, `must be a ${allowEmpty ? '' : 'non-empty '}string`);
+  const text = typeof value === 'string' ? displayText(value, maxChars) : undefined;
+  if (text === undefined || (!allowEmpty && text === '')) {
+    throw badAnswer('list', `${where}.${field}`, `must be a ${allowEmpty ? '' : 'non-empty '}string of printable text`);
   }
-  return value;
+  return text;
 }
 
 function parseScanRequest(item: unknown, index: number): PlatformScanRequest {
@@ -782,16 +889,27 @@ function parseScanRequest(item: unknown, index: number): PlatformScanRequest {
   }
   const record = item as Record<string, unknown>;
   const id = record['id'];
-  if (typeof id !== 'string' || !REQUEST_ID.test(id)) {
-    throw badAnswer('list', `${where}.id`, 'must be 1 to 128 letters, digits, "_" or "-"');
+  if (typeof id !== 'string' || !LISTED_REQUEST_ID.test(id)) {
+    throw badAnswer('list', `${where}.id`, 'must be "sr_" followed by base64url characters, 128 at most in all');
   }
   const party = record['relying_party'];
   if (typeof party !== 'object' || party === null || Array.isArray(party)) {
     throw badAnswer('list', `${where}.relying_party`, 'must be an object with id and name');
   }
+  const partyId = (party as Record<string, unknown>)['id'];
+  if (typeof partyId !== 'string' || !RELYING_PARTY_ID.test(partyId)) {
+    // An id is matched, never cleaned: two relying parties must not end up with the same id after cleaning.
+    throw badAnswer('list', `${where}.relying_party.id`, 'must be 1 to 64 letters, digits, ".", "_" or "-"');
+  }
   const relyingParty = Object.freeze({
-    id: textField(party as Record<string, unknown>, 'id', `${where}.relying_party`, false),
-    name: textField(party as Record<string, unknown>, 'name', `${where}.relying_party`, false),
+    id: partyId,
+    name: textField(
+      party as Record<string, unknown>,
+      'name',
+      `${where}.relying_party`,
+      MAX_RELYING_PARTY_NAME_CHARS,
+      false,
+    ),
   });
   const chips = record['accepted_chips'] ?? [];
   if (!Array.isArray(chips) || chips.length > 16 || chips.some((c) => typeof c !== 'string' || !CHIP_KIND.test(c))) {
@@ -804,7 +922,7 @@ function parseScanRequest(item: unknown, index: number): PlatformScanRequest {
   return Object.freeze({
     id,
     relyingParty,
-    purpose: textField(record, 'purpose', where, true),
+    purpose: textField(record, 'purpose', where, MAX_PURPOSE_CHARS, true),
     createdAt: timeField('list', record, 'created_at', where),
     expiresAt: timeField('list', record, 'expires_at', where),
     acceptedChips: Object.freeze([...(chips as string[])]),

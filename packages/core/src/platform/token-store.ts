@@ -26,6 +26,7 @@ export const CREDENTIALS_FORMAT_VERSION = 1;
  * Times are milliseconds since the epoch.
  */
 export interface StoredCredentials {
+  /** The format version, {@link CREDENTIALS_FORMAT_VERSION}; a file with another one is refused, not guessed at. */
   readonly version: typeof CREDENTIALS_FORMAT_VERSION;
   /** The OpenID Provider's issuer identifier (URL) the tokens belong to. */
   readonly issuer: string;
@@ -35,9 +36,14 @@ export interface StoredCredentials {
   readonly sub: string;
   /** The scopes granted, space-separated. */
   readonly scope: string;
+  /** The bearer token for the platform's resource endpoints (opaque; it lives minutes). Secret. */
   readonly accessToken: string;
+  /**
+   * When {@link accessToken} expires, stamped with this computer's clock when it was issued (issue time plus the
+   * provider's `expires_in`), so that it compares with the same clock without trusting the provider's.
+   */
   readonly accessTokenExpiresAt: number;
-  /** The current refresh token; it rotates on every use. */
+  /** The current refresh token; it rotates on every use. Secret, and the one that matters: it outlives the other. */
   readonly refreshToken: string;
   /** When this computer was associated (the device login completed). */
   readonly associatedAt: number;
@@ -53,7 +59,11 @@ export interface ExclusiveOptions {
 
 /** Default of {@link FileTokenStoreOptions.lockTimeoutMs}, and of the wait of {@link MemoryTokenStore.exclusive}. */
 export const CREDENTIALS_LOCK_TIMEOUT_MS = 30_000;
-/** Default of {@link FileTokenStoreOptions.staleLockMs}. */
+/**
+ * Default of {@link FileTokenStoreOptions.staleLockMs}. Twice the longest refresh (`REFRESH_TIMEOUT_MS`, 60 s, which
+ * the session runs while holding the lock): a lock is never taken over from a process whose refresh is still in
+ * flight, which would let two processes send the same refresh token.
+ */
 export const CREDENTIALS_STALE_LOCK_MS = 120_000;
 
 /** Keeps the credentials of one association. */
@@ -88,6 +98,7 @@ export interface FileTokenStoreOptions {
   readonly file?: string | undefined;
   /** The environment the default file is derived from. Default `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
+  /** Where warnings go (a file readable by others, a directory writable by others). Never gets a token. */
   readonly logger?: Logger;
   /** How long {@link FileTokenStore.exclusive} waits for the lock. Default {@link CREDENTIALS_LOCK_TIMEOUT_MS}. */
   readonly lockTimeoutMs?: number;
@@ -135,6 +146,7 @@ export class FileTokenStore implements TokenStore {
   readonly #lockTimeoutMs: number;
   readonly #staleLockMs: number;
 
+  /** Fails with `INVALID_ARGUMENT` for an empty path; touches no file (the first call does). */
   constructor(options: FileTokenStoreOptions = {}) {
     const file = options.file ?? credentialsFilePath({}, options.env);
     if (typeof file !== 'string' || file.trim() === '') {
@@ -149,10 +161,15 @@ export class FileTokenStore implements TokenStore {
     this.#staleLockMs = options.staleLockMs ?? CREDENTIALS_STALE_LOCK_MS;
   }
 
+  /** The credentials file's path. */
   get location(): string {
     return this.file;
   }
 
+  /**
+   * Reads and checks the file; `undefined` when there is none. A file readable by others is tightened to 0600 (with a
+   * warning) before it is read. See {@link TokenStore.load}.
+   */
   async load(): Promise<StoredCredentials | undefined> {
     let text: string;
     try {
@@ -178,6 +195,7 @@ export class FileTokenStore implements TokenStore {
     return Object.freeze({ ...(value as StoredCredentials) });
   }
 
+  /** Replaces the file atomically (mode 0600); malformed credentials fail with `INVALID_ARGUMENT`. */
   save(credentials: StoredCredentials): Promise<void> {
     const problem = credentialsProblem(credentials);
     if (problem !== undefined) {
@@ -191,6 +209,7 @@ export class FileTokenStore implements TokenStore {
     return this.#serialised(() => this.#write(content));
   }
 
+  /** Deletes the file and every temporary file a writer left, then syncs the directory. */
   clear(): Promise<void> {
     return this.#serialised(async () => {
       try {
@@ -349,19 +368,23 @@ export class FileTokenStore implements TokenStore {
  * a caller cannot change what is stored by keeping a reference.
  */
 export class MemoryTokenStore implements TokenStore {
+  /** Always `memory`. */
   readonly location = 'memory';
   #credentials: StoredCredentials | undefined;
   /** Nothing outside this process can see the credentials: an in-process queue is the whole lock. */
   readonly #lock = new InProcessLock();
 
+  /** Starts with `initial` stored (checked like a save), or nothing. */
   constructor(initial?: StoredCredentials) {
     if (initial !== undefined) this.#credentials = checked(initial);
   }
 
+  /** The stored credentials (a frozen copy), or `undefined`. */
   load(): Promise<StoredCredentials | undefined> {
     return Promise.resolve(this.#credentials);
   }
 
+  /** Stores a frozen copy of the known fields; malformed credentials reject with `INVALID_ARGUMENT`. */
   save(credentials: StoredCredentials): Promise<void> {
     // A refused value rejects like a failed write, instead of throwing at the call.
     return new Promise((resolve) => {
@@ -370,6 +393,7 @@ export class MemoryTokenStore implements TokenStore {
     });
   }
 
+  /** Forgets the stored credentials. */
   clear(): Promise<void> {
     this.#credentials = undefined;
     return Promise.resolve();

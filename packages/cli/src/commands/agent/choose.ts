@@ -39,8 +39,9 @@ export default class AgentChoose extends TaplineCommand<typeof AgentChoose> {
   async run(): Promise<AgentChooseJson> {
     // The base class keeps only the flags of its parse; the argument needs this command's own.
     const { args } = await this.parse(AgentChoose);
-    const agent: typeof import('@tapline/agent') = await import('@tapline/agent');
-    const { chosen } = await agent.sendControl(
+    // The control client alone, not the agent's runtime (drivers, simulator, platform client) behind its index.
+    const control: typeof import('@tapline/agent/control') = await import('@tapline/agent/control');
+    const { chosen } = await control.sendControl(
       { v: 1, op: 'choose', id: args.id },
       { timeoutMs: this.flags.timeout ?? CONTROL_TIMEOUT_MS, signal: this.abortSignal() },
     );

@@ -9,10 +9,20 @@ export type AgentServiceJson = import('@tapline/agent').ServiceDefinition;
 const PLATFORMS = ['linux', 'darwin', 'win32'] as const;
 
 /**
- * Settings from this shell that the service needs to see the same things (the same config, the same control socket
- * for `tapline agent status`). Never a secret: TAPLINE_API_KEY stays out.
+ * Settings from this shell that the service needs to see the same things: the same config, the same control socket
+ * for `tapline agent status`, the same platform and the same association (issuer, client id, and where its
+ * credentials are kept). Never a secret: TAPLINE_API_KEY stays out, and the credentials stay in their file, of which
+ * only the path is passed.
  */
-const PASSED_THROUGH = ['TAPLINE_CONFIG_DIR', 'TAPLINE_AGENT_SOCKET', 'TAPLINE_PLATFORM_URL', 'TAPLINE_LOG_LEVEL'];
+const PASSED_THROUGH = [
+  'TAPLINE_CONFIG_DIR',
+  'TAPLINE_AGENT_SOCKET',
+  'TAPLINE_PLATFORM_URL',
+  'TAPLINE_LOG_LEVEL',
+  'TAPLINE_ISSUER',
+  'TAPLINE_CLIENT_ID',
+  'TAPLINE_CREDENTIALS_FILE',
+];
 type Platform = (typeof PLATFORMS)[number];
 
 /**
@@ -30,8 +40,9 @@ export default class AgentService extends TaplineCommand<typeof AgentService> {
     'tapline> agent` as you, in your session, where the reader and your credentials are; it holds no secrets.\n\n' +
     'Only the definition goes to stdout, so that it can be redirected into place; the steps to install, check and ' +
     'remove it go to stderr. With --json: {"kind","fileName","installPath","text","instructions"}.\n\n' +
-    'TAPLINE_CONFIG_DIR, TAPLINE_AGENT_SOCKET, TAPLINE_PLATFORM_URL and TAPLINE_LOG_LEVEL, when set here, are ' +
-    'written into the definition, so that the service sees what this shell sees.';
+    'TAPLINE_CONFIG_DIR, TAPLINE_AGENT_SOCKET, TAPLINE_PLATFORM_URL, TAPLINE_LOG_LEVEL, TAPLINE_ISSUER, ' +
+    'TAPLINE_CLIENT_ID and TAPLINE_CREDENTIALS_FILE, when set here, are written into the definition, so that the ' +
+    'service sees what this shell sees (the same association included). TAPLINE_API_KEY never is.';
 
   static override examples = [
     {

@@ -1,9 +1,12 @@
 import { TaplineCommand } from '../../base-command.js';
 
-/** The agent module, loaded lazily so that `--help` stays fast (ADR 0004). */
-type AgentModule = typeof import('@tapline/agent');
+/**
+ * The agent's formatting helpers, for the human summary only: the whole agent module, loaded lazily so that `--help`
+ * stays fast (ADR 0004) and `--json` does without it.
+ */
+type AgentModule = Pick<typeof import('@tapline/agent'), 'describeRequest' | 'formatDuration'>;
 /** `tapline agent status --json`: the running agent's own status, exactly as it sent it. */
-export type AgentStatusJson = import('@tapline/agent').AgentStatus;
+export type AgentStatusJson = import('@tapline/agent/control').AgentStatus;
 
 /** How long the running agent has to answer, unless --timeout says otherwise. */
 const CONTROL_TIMEOUT_MS = 3000;
@@ -31,17 +34,21 @@ export default class AgentStatusCommand extends TaplineCommand<typeof AgentStatu
   protected static override defaultTimeoutMs = CONTROL_TIMEOUT_MS;
 
   async run(): Promise<AgentStatusJson> {
-    const agent: AgentModule = await import('@tapline/agent');
-    const { status } = await agent.sendControl(
+    // The control client alone: the agent's index pulls in its runtime (drivers, simulator, platform client).
+    const control: typeof import('@tapline/agent/control') = await import('@tapline/agent/control');
+    const { status } = await control.sendControl(
       { v: 1, op: 'status' },
       { timeoutMs: this.flags.timeout ?? CONTROL_TIMEOUT_MS, signal: this.abortSignal() },
     );
-    if (!this.jsonEnabled()) for (const line of statusLines(agent, status, Date.now())) this.log(line);
+    if (!this.jsonEnabled()) {
+      const agent: AgentModule = await import('@tapline/agent');
+      for (const line of statusLines(agent, status, Date.now())) this.log(line);
+    }
     return status;
   }
 }
 
-/** The human summary of a status, one string per line. */
+/** The human summary of a status, one string per line; `agent` gives the formatting shared with the agent's prompt. */
 export function statusLines(agent: AgentModule, status: AgentStatusJson, now: number): string[] {
   const ago = (iso: string): string => `${agent.formatDuration(Math.max(0, now - Date.parse(iso)))} ago`;
   const lines = [`Agent running (pid ${status.pid}) since ${status.startedAt}`];
