@@ -23,7 +23,7 @@ import {
   type ScanRequestClient,
   type TaplineConfig,
 } from '@tapline/core';
-import type { ReferencePlatform, Simulation } from '@tapline/test-fixtures';
+import type { ReferencePlatform, Simulation, VirtualChipKind } from '@tapline/test-fixtures';
 import { humanLine, readersEventLine, scanEventLine, type AgentLine } from './format.js';
 import { PlatformRequestSource } from './platform-source.js';
 import { connectToPlatform, connectToSimulatedPlatform, type PlatformConnection } from './connect.js';
@@ -49,6 +49,8 @@ export interface AgentOptions {
   readonly sim?: boolean;
   /** The simulation to use; implies `sim`. Tests pass their own to drive the field. */
   readonly simulation?: Simulation;
+  /** With the simulator: the virtual chip to tap. Default `spark2`. */
+  readonly simChip?: VirtualChipKind;
   /** With the simulator: how many simulated readers (the chip is on the first). Default 1. */
   readonly simReaders?: number;
   /**
@@ -159,7 +161,8 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
 
   const fixtures = sim ? await import('@tapline/test-fixtures') : undefined;
   const simulation =
-    options.simulation ?? (fixtures ? createAgentSimulation(fixtures, options.simReaders ?? 1) : undefined);
+    options.simulation ??
+    (fixtures ? createAgentSimulation(fixtures, options.simReaders ?? 1, options.simChip ?? 'spark2') : undefined);
   const drivers = await loadAgentDrivers(config, logger, simulation?.drivers ?? []);
 
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -410,10 +413,14 @@ function graceful(stop$: Observable<unknown>, busy: () => boolean, graceMs: numb
   });
 }
 
-/** The demo's simulation: `readers` simulated readers, a Spark 2 to tap on the first. */
-function createAgentSimulation(fixtures: typeof import('@tapline/test-fixtures'), readers: number): Simulation {
+/** The demo's simulation: `readers` simulated readers, `chip` to tap on the first. */
+function createAgentSimulation(
+  fixtures: typeof import('@tapline/test-fixtures'),
+  readers: number,
+  chip: VirtualChipKind,
+): Simulation {
   // No tap on a timer: the demo's taps follow the requests (see simAutoTapMs).
-  const simulation = fixtures.createSimulation({ tapAfterMs: false });
+  const simulation = fixtures.createSimulation({ tapAfterMs: false, chip });
   if (readers <= 1) return simulation;
   // The extra readers stay empty: they exist for `bench/agent-idle` and for choosing a reader by name.
   const extra = Array.from(

@@ -28,4 +28,28 @@ describe('tapline agent (the demo)', () => {
     expect(run.stdout).toMatch(/completed: request sr_[\w-]+ answered with a Spark 2 in \d+ ms/);
     expect(run.stdout.trimEnd().split('\n').at(-1)).toBe('stopped: idle, 2 answered, 0 failed');
   }, 25_000);
+
+  it('--sim-tag spark1 answers with a Spark 1 (ISO 15693) through the same relay', async () => {
+    const run = await runCli(
+      [
+        'agent',
+        '--sim',
+        '--sim-tag',
+        'spark1',
+        '--sim-requests',
+        '1',
+        '--exit-when-idle',
+        '--json',
+        '--no-control-socket',
+      ],
+      { killAfterMs: 20_000 },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.find((l) => l['event'] === 'completed')?.['result']).toMatchObject({ chip: 'spark1' });
+    expect(lines.at(-1)).toMatchObject({ answered: 1, failed: 0 });
+  }, 25_000);
 });

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import type { VirtualChipKind } from '@tapline/test-fixtures';
 import { TaplineCommand } from '../../base-command.js';
 import { associationFlags } from '../../lib/platform.js';
 
@@ -49,6 +50,7 @@ export default class Agent extends TaplineCommand<typeof Agent> {
     await runAgent({
       sim: flags.sim,
       simReaders: flags['sim-readers'],
+      simChip: flags['sim-tag'] as VirtualChipKind,
       requests: flags['sim-requests'],
       simAutoTapMs: 250,
       exitWhenIdle: flags['exit-when-idle'],
