@@ -96,6 +96,8 @@ export interface AgentOptions {
    * and `json` is off.
    */
   readonly interactive?: boolean;
+  /** The terminal the choice prompt uses. Default: stdin and stdout. */
+  readonly promptTerminal?: { readonly input: NodeJS.ReadableStream; readonly output: NodeJS.WritableStream };
   /** Picks from elsewhere (tests, embedding), merged with the control socket's and the prompt's. */
   readonly choices$?: Observable<string>;
   /**
@@ -151,8 +153,12 @@ const SHUTDOWN_GRACE_MS = 3000;
 export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary> {
   const sim = options.sim === true || options.simulation !== undefined;
   const write = options.write ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  /** Human lines that arrive while the choice prompt is open wait for it to close: they would garble it. */
+  let heldForPrompt: string[] | undefined;
   const emit = (line: AgentLine): void => {
-    write(options.json ? JSON.stringify(line) : humanLine(line));
+    const text = options.json ? JSON.stringify(line) : humanLine(line);
+    if (heldForPrompt && !options.json) heldForPrompt.push(text);
+    else write(text);
     options.onLine?.(line);
   };
 
@@ -292,6 +298,9 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
     const closePrompt = (): void => {
       prompt?.abort();
       prompt = undefined;
+      const held = heldForPrompt ?? [];
+      heldForPrompt = undefined;
+      for (const text of held) write(text);
     };
     cleanups.push(closePrompt);
 
@@ -306,10 +315,12 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
         failed += 1;
       }
       if (options.exitWhenIdle && event.type === 'idle') reason = 'idle';
+      // Any other state ends the question; its line then prints after whatever waited for the prompt.
+      if (event.type !== 'choice-needed') closePrompt();
       emit(scanEventLine(event));
       simulatedTap(event);
-      if (event.type !== 'choice-needed') closePrompt();
-      else if (autoChoose) {
+      if (event.type !== 'choice-needed') return;
+      if (autoChoose) {
         // Later, not from inside the event: the pipeline is still announcing the state this pick changes.
         const [oldest] = event.requests;
         if (oldest) setImmediate(() => choices.next(oldest.id));
@@ -317,7 +328,8 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
         closePrompt();
         const asking = new AbortController();
         prompt = asking;
-        promptChoice(event.requests, { signal: asking.signal })
+        heldForPrompt = [];
+        promptChoice(event.requests, { signal: asking.signal, ...options.promptTerminal })
           .then((id) => {
             if (id !== undefined && !asking.signal.aborted) choices.next(id);
           })

@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import { PassThrough, Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject } from 'rxjs';
@@ -167,6 +168,47 @@ describe('runAgent against the reference platform', () => {
 
     controller.abort();
     expect(await run.done).toEqual({ reason: 'aborted', answered: 1, failed: 0, pending: 2 });
+  });
+
+  it('at a terminal, several pending: asks at the prompt, holds other lines meanwhile, then the tap answers the pick', async () => {
+    const platform = await platformWith();
+    const ids = [1, 2, 3].map((i) => platform.createScanRequest({ purpose: `Door ${i}` }).id);
+    const simulation = createSimulation({ tapAfterMs: false });
+    const input = new PassThrough();
+    let screen = '';
+    const output = new Writable({
+      write(chunk: Buffer | string, _encoding, callback) {
+        screen += chunk.toString();
+        callback();
+      },
+    });
+    const written: string[] = [];
+    const controller = new AbortController();
+    const run = start(platform, simulation, {
+      signal: controller.signal,
+      interactive: true,
+      promptTerminal: { input, output },
+      write: (line) => written.push(line),
+    });
+    await run.next('choice-needed');
+    const deadline = Date.now() + 5000;
+    while (!screen.includes('Door 3') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(screen).toContain('Door 1');
+    // A tap while the question is open: its line waits, so that it does not garble the prompt.
+    const before = written.length;
+    simulation.field.present(simulation.chip);
+    await run.next('choice-needed', (l) => l['reason'] === 'tap-without-choice');
+    simulation.field.remove();
+    // Down once, Enter: the second request.
+    input.write('\u001b[B');
+    input.write('\r');
+    await run.next('chosen', (l) => l['request'] === ids[1]);
+    expect(written.length).toBeGreaterThan(before);
+    simulation.field.present(simulation.chip);
+    await run.next('completed', (l) => l['request'] === ids[1]);
+    expect(platform.scanRequest(ids[1]!)?.state).toBe('answered');
+    controller.abort();
+    expect((await run.done).answered).toBe(1);
   });
 
   it('a tag removed mid-relay leaves the request pending, and the next tap answers it', async () => {
