@@ -4,14 +4,14 @@
 //
 //   direct  a zero-latency reader (ReaderBase answering from the virtual chip at once) and an in-process platform
 //           doing the real server-side crypto: isolates Tapline's own overhead (reader base, APDU layer, relay).
-//   http    the simulator (latency 0, but each exchange still waits one setTimeout tick, which Node rounds up to
-//           about 1 ms), the reference platform over HTTP on 127.0.0.1 without injected latency, and the HTTP
-//           client: the whole `tapline verify --sim` stack minus the CLI.
+//   http    the simulator (latency 0: each exchange still waits one turn of the event loop, a setImmediate), the
+//           reference platform over HTTP on 127.0.0.1 without injected latency, and the HTTP client: the whole
+//           `tapline verify --sim` stack minus the CLI.
 //
 // Tapline's overhead per APDU = (time in field − platform time in field − the chip's own time) / APDUs, where time in
 // field runs from the start of verifyChip to the chip's last answer (high-resolution; the tag's arrival stamp only
-// has millisecond resolution), and the chip's own time is what its handle() took (plus, for http, one timer tick per
-// exchange, measured in the same run). Baseline: a bare chip.handle() loop over the frames of one real verification,
+// has millisecond resolution), and the chip's own time is what its handle() took (plus, for http, one event-loop turn
+// per exchange, measured in the same run). Baseline: a bare chip.handle() loop over the frames of one real verification,
 // replayed with the same random numbers so that the chip does the same work; the ratio is overhead / baseline.
 //
 // Targets for the Spark 2: at most 3 APDUs after the tag is detected, and an overhead under 1 ms per APDU.
@@ -204,12 +204,12 @@ async function baseline(kind, chip, arrive, platform) {
   return median(perFrame);
 }
 
-/** What one Node timer tick costs here: each simulated exchange waits one. */
-async function timerTickMs() {
+/** What one turn of the event loop costs here: a zero-latency simulated exchange answers on the next (setImmediate). */
+async function loopTurnMs() {
   const samples = [];
   for (let i = 0; i < 200; i++) {
     const started = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setImmediate(resolve));
     samples.push(performance.now() - started);
   }
   return median(samples);
@@ -233,7 +233,7 @@ function summarise(samples, extraChipMsPerApdu) {
 
 const rows = { direct: {}, http: {} };
 const baselines = {};
-const tick = await timerTickMs();
+const tick = await loopTurnMs();
 
 // direct
 for (const kind of CHIPS) {
@@ -289,7 +289,7 @@ const fmt = (ms) => `${ms.toFixed(3)} ms`;
 console.log(
   `verify relay: ${runs} verifications per chip and set-up (after ${warmup} warm-up), platform latency 0, node ${process.version} ${process.platform}-${process.arch}`,
 );
-console.log(`timer tick (setTimeout 0, paid once per simulated exchange in "http"): ${fmt(tick)}`);
+console.log(`event-loop turn (setImmediate, paid once per simulated exchange in "http"): ${fmt(tick)}`);
 const header = [
   'set-up',
   'chip',
