@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -13,7 +13,8 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, InProcessLock, TaplineError, isTaplineError, withFileLock } from '../src/index.js';
+import { ErrorCode, InProcessLock, TaplineError, withFileLock } from '../src/index.js';
+import { deadPid, failure } from './helpers.js';
 
 const POSIX = process.platform !== 'win32';
 /** The built module, for child processes (they run plain node; the test task builds core first). */
@@ -21,21 +22,6 @@ const BUILT = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'runti
 
 function scratch(): string {
   return join(mkdtempSync(join(tmpdir(), 'tapline-lock-')), 'data.json.lock');
-}
-
-async function failure(promise: Promise<unknown>): Promise<TaplineError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isTaplineError(error)) throw new Error(`expected a TaplineError, got ${String(error)}`);
-  return error;
-}
-
-/** A pid that certainly belonged to a process that has exited. */
-function deadPid(): number {
-  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  return Number(child.stdout);
 }
 
 function foreignLock(lockFile: string, owner: { pid: number; host: string }, ageMs = 0): void {

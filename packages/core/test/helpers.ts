@@ -1,8 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { Subject } from 'rxjs';
 import { expect } from 'vitest';
 import {
   ApduChannel,
   ReaderBase,
+  isTaplineError,
   fromHex,
   toHex,
   silentLogger,
@@ -17,6 +19,7 @@ import {
   type ReaderFeedback,
   type Tag,
   type TagInfo,
+  type TaplineError,
 } from '../src/index.js';
 
 /** One scripted exchange: the frame expected (hex) and what to do. */
@@ -142,4 +145,20 @@ export function scriptedCard(steps: readonly (readonly [string, string])[]) {
     return Promise.resolve(fromHex(step[1]));
   };
   return { exchange, channel: new ApduChannel(exchange), sent, done: () => expect(queue).toEqual([]) };
+}
+
+/** The TaplineError `promise` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function failure(promise: Promise<unknown>): Promise<TaplineError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!isTaplineError(error)) throw new Error(`expected a TaplineError, got ${String(error)}`);
+  return error;
+}
+
+/** A pid that certainly belonged to a process that has exited. */
+export function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(child.stdout);
 }

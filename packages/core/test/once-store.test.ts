@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, OnceStore, isTaplineError, type TaplineError } from '../src/index.js';
+import { ErrorCode, OnceStore, type TaplineError } from '../src/index.js';
+import { deadPid, failure } from './helpers.js';
 
 const SUB_A = '1bae684d39b946ee61bad21655355fc5eff0ecc78c273343d4b208942346df1c';
 const SUB_B = 'c0ffee4d39b946ee61bad21655355fc5eff0ecc78c273343d4b208942346df1c';
@@ -14,21 +15,6 @@ const BUILT = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'runti
 
 function scratch(): string {
   return join(mkdtempSync(join(tmpdir(), 'tapline-once-')), 'dispensed.jsonl');
-}
-
-async function failure(promise: Promise<unknown>): Promise<TaplineError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isTaplineError(error)) throw new Error(`expected a TaplineError, got ${String(error)}`);
-  return error;
-}
-
-/** A pid that certainly belonged to a process that has exited. */
-function deadPid(): number {
-  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  return Number(child.stdout);
 }
 
 describe('OnceStore', () => {
