@@ -20,6 +20,7 @@ import {
   type ReadersEvent,
   type ScanEvent,
   type ScanHandler,
+  type ScanRequest,
   type ScanRequestClient,
   type TaplineConfig,
 } from '@tapline/core';
@@ -175,7 +176,7 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
   const state = new AgentState();
   let control: ControlServer | undefined;
   const open = new Set<Reader>();
-  const tapTimers = new Set<NodeJS.Timeout>();
+  let tapTimer: NodeJS.Timeout | undefined;
   let answered = 0;
   let failed = 0;
   let reason: AgentStopReason = 'readers-ended';
@@ -276,6 +277,7 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
 
     // The simulated person: taps when a request can be answered (never onto a request that is not there yet, which
     // the pipeline would ignore, as it must for a hand that was resting on the reader), lifts after the dialogue.
+    // One tap at a time: a newer offer replaces a tap still pending, and nobody taps into a running dialogue.
     const simulatedTap = (event: ScanEvent<AnsweredScan>): void => {
       if (!simulation || options.simAutoTapMs === undefined) return;
       if (event.type === 'completed' || event.type === 'failed') {
@@ -283,24 +285,54 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
         return;
       }
       if (event.type !== 'ready' && event.type !== 'chosen') return;
-      const timer = setTimeout(() => {
-        tapTimers.delete(timer);
+      clearTimeout(tapTimer);
+      tapTimer = setTimeout(() => {
+        tapTimer = undefined;
+        if (state.dialogueRunning) return;
         simulation.field.remove();
         simulation.field.present(simulation.chip);
       }, options.simAutoTapMs);
-      tapTimers.add(timer);
     };
 
     const autoChoose = options.autoChoose ?? (sim && options.simPlatform !== false && options.connection === undefined);
     const interactive =
       options.interactive ?? (!options.json && process.stdin.isTTY === true && process.stdout.isTTY === true);
+    // The choice prompt. Lines that arrive while it is on screen are held, and written once inquirer has cleared it
+    // (after its promise settles: clearing erases the lines above the cursor). One prompt at a time.
     let prompt: AbortController | undefined;
-    const closePrompt = (): void => {
-      prompt?.abort();
-      prompt = undefined;
+    let promptRunning = false;
+    let promptQueue: Promise<void> = Promise.resolve();
+    const flushHeld = (): void => {
       const held = heldForPrompt ?? [];
       heldForPrompt = undefined;
       for (const text of held) write(text);
+    };
+    const closePrompt = (): void => {
+      prompt?.abort();
+      prompt = undefined;
+      if (!promptRunning) flushHeld();
+    };
+    const openPrompt = (requests: readonly ScanRequest[]): void => {
+      closePrompt();
+      const asking = new AbortController();
+      prompt = asking;
+      heldForPrompt ??= [];
+      promptQueue = promptQueue.then(async () => {
+        if (asking.signal.aborted) return;
+        promptRunning = true;
+        try {
+          const id = await promptChoice(requests, { signal: asking.signal, ...options.promptTerminal });
+          if (id !== undefined && !asking.signal.aborted) choices.next(id);
+        } catch (error) {
+          logger.warn('the choice prompt failed', { error: toTaplineError(error) });
+        } finally {
+          promptRunning = false;
+          if (prompt === asking) prompt = undefined;
+          flushHeld();
+          // A newer prompt is queued: it holds lines again from here.
+          if (prompt) heldForPrompt = [];
+        }
+      });
     };
     cleanups.push(closePrompt);
 
@@ -325,15 +357,7 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
         const [oldest] = event.requests;
         if (oldest) setImmediate(() => choices.next(oldest.id));
       } else if (interactive) {
-        closePrompt();
-        const asking = new AbortController();
-        prompt = asking;
-        heldForPrompt = [];
-        promptChoice(event.requests, { signal: asking.signal, ...options.promptTerminal })
-          .then((id) => {
-            if (id !== undefined && !asking.signal.aborted) choices.next(id);
-          })
-          .catch((error: unknown) => logger.warn('the choice prompt failed', { error: toTaplineError(error) }));
+        openPrompt(event.requests);
       }
     };
     // Forgetting a request makes the pipeline announce the next state synchronously, from inside the event being
@@ -345,7 +369,14 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
       if (handling) return;
       handling = true;
       try {
-        for (let next = backlog.shift(); next; next = backlog.shift()) handle(next);
+        for (let next = backlog.shift(); next; next = backlog.shift()) {
+          try {
+            handle(next);
+          } catch (error) {
+            // A failing output hook (write, onLine) must not take the agent down without its cleanup.
+            logger.error('handling a scan event failed', { event: next.type, error: toTaplineError(error) });
+          }
+        }
       } finally {
         handling = false;
       }
@@ -380,7 +411,7 @@ export async function runAgent(options: AgentOptions = {}): Promise<AgentSummary
     }
     if (signal?.aborted) reason = 'aborted';
   } finally {
-    for (const timer of tapTimers) clearTimeout(timer);
+    clearTimeout(tapTimer);
     simulation?.stop();
     for (const cleanup of cleanups.reverse()) {
       try {

@@ -13,6 +13,9 @@ import {
   type TaplineError,
 } from '@tapline/core';
 
+/** Between polls when the platform gives no etag (so cannot hold the poll): 1–2 s. */
+const UNTAGGED_POLL_INTERVAL_MS = 1000;
+
 /** The longest Retry-After honoured: a platform asking for more is still asked again after five minutes. */
 const MAX_RETRY_AFTER_SEC = 300;
 
@@ -86,6 +89,11 @@ export class PlatformRequestSource implements ScanRequestSource {
     return this.#requests.filter((r) => !this.#answered.has(r.id));
   }
 
+  /** The platform's clock minus this machine's, from the last listing (0 before one); to about a second. */
+  get serverOffsetMs(): number {
+    return this.#serverOffsetMs;
+  }
+
   get reachability(): PlatformReachability {
     return this.#reachability;
   }
@@ -97,7 +105,10 @@ export class PlatformRequestSource implements ScanRequestSource {
 
   /** Starts polling; idempotent. */
   start(): void {
-    this.#running ??= this.#loop();
+    // The loop catches what it expects; anything else is logged rather than left as an unhandled rejection.
+    this.#running ??= this.#loop().catch((error: unknown) => {
+      this.#options.logger.error('the scan-request poll loop stopped', { error: toTaplineError(error) });
+    });
   }
 
   /** Polls again now instead of waiting for the platform's long poll to end (after an answer, say). */
@@ -136,7 +147,7 @@ export class PlatformRequestSource implements ScanRequestSource {
         // "Reachable again" only after a failure: the first success is no news.
         const recovered = this.#reachability.lastError !== undefined;
         this.#reachability = { reachable: true, lastContactAt: Date.now() };
-        if (recovered) this.#options.onReachability?.(this.#reachability);
+        if (recovered) this.#report(this.#reachability);
         this.#etag = listing.etag;
         // The platform's clock decides expiry; its `Date` header lets the pipeline's timers run on ours.
         if (listing.serverTime !== undefined) this.#serverOffsetMs = listing.serverTime - Date.now();
@@ -147,6 +158,12 @@ export class PlatformRequestSource implements ScanRequestSource {
         }
         this.#listed = true;
         this.#publish();
+        // Without an etag the platform cannot hold the next poll: pace it, or it would run flat out.
+        if (this.#etag === undefined) {
+          await delay(UNTAGGED_POLL_INTERVAL_MS * (1 + Math.random()), undefined, {
+            signal: AbortSignal.any([wake.signal, this.#stopped.signal]),
+          }).catch(() => undefined);
+        }
       } catch (error) {
         if (this.#stopped.signal.aborted) break;
         // A refresh aborted the poll: poll again at once.
@@ -163,7 +180,7 @@ export class PlatformRequestSource implements ScanRequestSource {
             ? (this.#options.notAssociatedRetryMs ?? 30_000)
             : Math.max(backoffDelay(failures, this.#options.backoff), askedMs);
         if (before.reachable || before.lastError?.code !== failure.code) {
-          this.#options.onReachability?.(this.#reachability, Math.round(delayMs));
+          this.#report(this.#reachability, Math.round(delayMs));
         }
         logger.debug('polling the platform for scan requests failed; retrying', {
           error: failure,
@@ -174,6 +191,15 @@ export class PlatformRequestSource implements ScanRequestSource {
           () => undefined,
         );
       }
+    }
+  }
+
+  /** Tells the owner about a reachability change; a failing callback must not stop the polling. */
+  #report(reachability: PlatformReachability, retryInMs?: number): void {
+    try {
+      this.#options.onReachability?.(reachability, retryInMs);
+    } catch (error) {
+      this.#options.logger.warn('a reachability listener failed', { error: toTaplineError(error) });
     }
   }
 

@@ -116,6 +116,7 @@ export class AgentState {
 
   snapshot(): AgentStatus {
     const reachability = this.source?.reachability;
+    const offset = this.source?.serverOffsetMs ?? 0;
     return {
       v: 1,
       pid: process.pid,
@@ -132,12 +133,13 @@ export class AgentState {
           : { lastError: { code: reachability.lastError.code, message: reachability.lastError.message } }),
       },
       readers: [...this.#readers.values()],
+      // On this machine's clock, like everything else the status shows (the platform's may be off).
       pending: (this.source?.requests ?? []).map((r) => ({
         id: r.id,
         ...(r.relyingParty ? { relyingParty: r.relyingParty.name ?? r.relyingParty.id } : {}),
         ...(r.purpose === undefined ? {} : { purpose: r.purpose }),
-        ...(r.createdAt === undefined ? {} : { createdAt: new Date(r.createdAt).toISOString() }),
-        ...(r.expiresAt === undefined ? {} : { expiresAt: new Date(r.expiresAt).toISOString() }),
+        ...(r.createdAt === undefined ? {} : { createdAt: new Date(r.createdAt - offset).toISOString() }),
+        ...(r.expiresAt === undefined ? {} : { expiresAt: new Date(r.expiresAt - offset).toISOString() }),
         ...(r.acceptedChips === undefined ? {} : { acceptedChips: [...r.acceptedChips] }),
         ...(this.#chosen === r.id ? { chosen: true } : {}),
       })),

@@ -25,7 +25,11 @@ const request = (id: string): PlatformScanRequest => ({
  * A platform whose list answers come from `script`, one per call (each a list, an error, or "hold until aborted");
  * calls past the script hold until aborted, like a long poll with nothing new.
  */
-function scriptedClient(script: (readonly PlatformScanRequest[] | TaplineError)[], serverAheadMs?: number) {
+function scriptedClient(
+  script: (readonly PlatformScanRequest[] | TaplineError)[],
+  serverAheadMs?: number,
+  withEtag = true,
+) {
   const calls: { at: number; options: ListScanRequestsOptions }[] = [];
   let etag = 0;
   const client: ScanRequestClient = {
@@ -46,7 +50,7 @@ function scriptedClient(script: (readonly PlatformScanRequest[] | TaplineError)[
       return Promise.resolve({
         notModified: false,
         requests: next,
-        etag: `"${etag}"`,
+        etag: withEtag ? `"${etag}"` : undefined,
         ...serverTime,
       } as ScanRequestList);
     },
@@ -139,6 +143,33 @@ describe('PlatformRequestSource', () => {
     // The platform is an hour ahead: its expiry, on our clock, is an hour earlier (to the millisecond or so).
     expect(Math.abs(offered!.expiresAt! - (request('sr_a').expiresAt - hour))).toBeLessThan(1000);
     expect(Math.abs(offered!.createdAt! - (1_000 - hour))).toBeLessThan(1000);
+    await source.stop();
+  });
+
+  it('paces its polls when the platform gives no etag (it could not hold them), instead of running flat out', async () => {
+    const { client, calls } = scriptedClient([[], [], [], []], undefined, false);
+    const source = new PlatformRequestSource({ client, logger: silentLogger });
+    source.start();
+    await new Promise((r) => setTimeout(r, 1500));
+    await source.stop();
+    // Without pacing this would be all four answers and then a held call within a millisecond or two.
+    expect(calls.length).toBeLessThanOrEqual(2);
+  });
+
+  it('keeps polling when its reachability listener throws', async () => {
+    const { client, calls } = scriptedClient([unavailable(), [request('sr_a')]]);
+    const source = new PlatformRequestSource({
+      client,
+      logger: silentLogger,
+      backoff: { initialMs: 5, maxMs: 5 },
+      onReachability: () => {
+        throw new Error('a broken output hook');
+      },
+    });
+    const first = firstValueFrom(source.pending$);
+    source.start();
+    expect((await first).map((r) => r.id)).toEqual(['sr_a']);
+    expect(calls.length).toBeGreaterThanOrEqual(2);
     await source.stop();
   });
 });

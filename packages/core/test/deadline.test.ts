@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   ErrorCode,
@@ -126,5 +127,48 @@ describe('SerialDeadline', () => {
     deadline.dispose();
     await sleep(40);
     expect(fired).toBe(false);
+  });
+
+  // Whether a timer holds the process open only shows in a process of its own.
+  const BUILT = new URL('../dist/util/deadline.js', import.meta.url).href;
+  const runNode = (code: string): { out: string; ms: number } => {
+    const started = Date.now();
+    const out = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', `import { SerialDeadline } from '${BUILT}';\n${code}`],
+      {
+        encoding: 'utf8',
+        timeout: 10_000,
+      },
+    );
+    return { out, ms: Date.now() - started };
+  };
+
+  it('keeps the process alive while an operation runs, so that it ends in its timeout, not in a silent exit', () => {
+    expect(runNode(`new SerialDeadline().start(150, () => console.log('expired'));`).out).toBe('expired\n');
+    // Without keepAlive (for native calls, which hold the process themselves) nothing waits for it.
+    expect(runNode(`new SerialDeadline({ keepAlive: false }).start(150, () => console.log('expired'));`).out).toBe('');
+  });
+
+  it('never keeps an idle process alive: after stop() it exits at once, not when the timer would fire', () => {
+    const { out, ms } = runNode(
+      `const d = new SerialDeadline(); d.start(5000, () => console.log('expired')); d.stop();`,
+    );
+    expect(out).toBe('');
+    expect(ms).toBeLessThan(4000);
+  });
+
+  it('caps a timeout beyond what a timer holds instead of spinning every millisecond', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    const deadline = new SerialDeadline();
+    let fired = false;
+    deadline.start(Number.POSITIVE_INFINITY, () => (fired = true));
+    await sleep(50);
+    deadline.dispose();
+    process.off('warning', onWarning);
+    expect(fired).toBe(false);
+    expect(warnings.map((w) => w.name)).not.toContain('TimeoutOverflowWarning');
   });
 });

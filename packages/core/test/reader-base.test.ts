@@ -147,6 +147,16 @@ describe('ReaderBase', () => {
     expect(order).toEqual(['01', 'led', '02']);
   });
 
+  it('fails an exchange with TAG_LOST on removal even when the caller passed a copy of the tag', async () => {
+    const reader = new ScriptedReader([{ expect: '00a4040000', never: true }]);
+    const tag = reader.arrive();
+    const pending = reader.transmit({ ...tag }, 'iso14443-4', fromHex('00A4040000'), { timeoutMs: 5000 });
+    setTimeout(() => reader.leave(), 5);
+    const started = Date.now();
+    await expect(pending).rejects.toMatchObject({ code: ErrorCode.TagLost });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   it('refuses empty frames', async () => {
     const reader = new ScriptedReader([]);
     const tag = reader.arrive();

@@ -168,6 +168,8 @@ export class PcscReader extends ReaderBase {
       logger: context.logger,
       clock: context.clock,
       defaultTimeoutMs: context.timeoutMs,
+      // Every exchange is a native SCardTransmit/SCardControl, which holds the event loop while it runs.
+      exchangesKeepProcessAlive: true,
     });
     this.#port = port;
     this.#hooks = options.hooks ?? {};

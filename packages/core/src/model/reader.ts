@@ -70,6 +70,13 @@ export interface ReaderBaseOptions {
   readonly clock: Clock;
   /** Default per-exchange timeout in milliseconds. Default 2000. */
   readonly defaultTimeoutMs?: number;
+  /**
+   * True when every exchange is I/O that keeps the process alive by itself (a native PC/SC call, a USB transfer):
+   * the exchange deadline then never holds the process open, which saves work on every frame. Default false: the
+   * deadline holds the process open while an exchange runs, so that an exchange nothing else keeps alive still ends
+   * in `TIMEOUT` instead of a silent exit.
+   */
+  readonly exchangesKeepProcessAlive?: boolean;
 }
 
 let presenceCounter = 0;
@@ -101,7 +108,7 @@ export abstract class ReaderBase implements Reader {
   #exchangeController = new AbortController();
   /** The exchange in flight, settled by its own answer or by {@link ReaderBase.failExchange}, whichever comes first. */
   #inFlight: InFlightExchange | undefined;
-  readonly #deadline = new SerialDeadline();
+  readonly #deadline: SerialDeadline;
   /** True while an exchange or a feedback call runs; the others wait in {@link ReaderBase.#waiting}. */
   #busy = false;
   readonly #waiting: (() => void)[] = [];
@@ -114,6 +121,7 @@ export abstract class ReaderBase implements Reader {
     this.logger = options.logger.child({ reader: options.name });
     this.clock = options.clock;
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 2000;
+    this.#deadline = new SerialDeadline({ keepAlive: options.exchangesKeepProcessAlive !== true });
     this.events$ = defer(() => {
       const present = this.#currentTag;
       const live = this.#events.asObservable();
@@ -170,7 +178,7 @@ export abstract class ReaderBase implements Reader {
     const tag = this.#currentTag;
     if (!tag) return;
     this.#currentTag = undefined;
-    if (this.#inFlight?.tag === tag) this.failExchange(tagLostError(`${this.#inFlight.capability} exchange`));
+    if (this.#inFlight?.tag.id === tag.id) this.failExchange(tagLostError(`${this.#inFlight.capability} exchange`));
     this.logger.debug('tag left', { uid: tag.uid });
     this.#events.next({ type: 'tag-left', tag });
   }

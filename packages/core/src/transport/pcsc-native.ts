@@ -613,7 +613,7 @@ class NativeCard implements PcscCard {
   #released = false;
   /** True while a transmit on the fast path runs; {@link NativeCard.#deadline} serves one transmit at a time. */
   #transmitting = false;
-  readonly #deadline = new SerialDeadline();
+  readonly #deadline = new SerialDeadline({ keepAlive: false });
 
   constructor(port: NativeReaderPort, raw: PcscliteReaderLike, protocol: PcscCard['protocol'], protocolNumber: number) {
     this.#port = port;

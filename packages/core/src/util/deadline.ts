@@ -61,6 +61,9 @@ export function settleWithin<T>(options: DeadlineOptions, operation: () => Promi
   });
 }
 
+/** The longest delay a Node timer takes (2^31 − 1 ms); longer ones fire after 1 ms with a warning. */
+const MAX_TIMER_DELAY_MS = 0x7fffffff;
+
 /**
  * The deadline of one operation at a time, for the per-frame paths (a reader's exchanges, one PC/SC connection's
  * transmits), where a timer and an abort listener per frame measurably slow every APDU (bench/apdu-overhead).
@@ -70,10 +73,13 @@ export function settleWithin<T>(options: DeadlineOptions, operation: () => Promi
  * current operation (it was set for an earlier one) it re-arms for the time left. While operations keep finishing in
  * time, there is about one timer per `timeoutMs`, not one per frame.
  *
- * The timer is unreferenced: an operation in flight is a native call or I/O that keeps the process alive on its own,
- * and an idle reader must never keep a finished CLI from exiting.
+ * With `keepAlive` (the default) the timer holds the process open while an operation runs, so that an operation
+ * nothing else keeps alive (a driver whose promise never settles) still ends in its timeout rather than in a silent
+ * exit; between operations it never does, so that an idle reader cannot keep a finished CLI from exiting. Without
+ * `keepAlive` it never does: for operations that are I/O (a native call) and keep the process alive themselves.
  */
 export class SerialDeadline {
+  readonly #keepAlive: boolean;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the running timer fires, on the `performance.now()` clock. */
   #timerDue = Number.POSITIVE_INFINITY;
@@ -95,17 +101,27 @@ export class SerialDeadline {
     onExpire();
   };
 
-  /** Starts the deadline of the next operation: `onExpire` runs once unless {@link SerialDeadline.stop} comes first. */
+  constructor(options: { readonly keepAlive?: boolean } = {}) {
+    this.#keepAlive = options.keepAlive ?? true;
+  }
+
+  /**
+   * Starts the deadline of the next operation: `onExpire` runs once unless {@link SerialDeadline.stop} comes first.
+   * A timeout beyond what a Node timer can hold (about 24.8 days, or not finite) is capped there; NaN expires at once.
+   */
   start(timeoutMs: number, onExpire: () => void): void {
+    const ms = Number.isNaN(timeoutMs) ? 0 : Math.min(Math.max(0, timeoutMs), MAX_TIMER_DELAY_MS);
     this.#onExpire = onExpire;
-    this.#due = performance.now() + timeoutMs;
-    if (this.#due < this.#timerDue) this.#arm(timeoutMs);
+    this.#due = performance.now() + ms;
+    if (this.#due < this.#timerDue) this.#arm(ms);
+    else if (this.#keepAlive) this.#timer?.ref();
   }
 
   /** The current operation finished: its deadline no longer applies. The timer is left to lapse. */
   stop(): void {
     this.#onExpire = undefined;
     this.#due = Number.POSITIVE_INFINITY;
+    this.#timer?.unref();
   }
 
   /** Stops the current deadline and clears the timer. */
@@ -118,9 +134,10 @@ export class SerialDeadline {
 
   #arm(delayMs: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    const delay = Math.max(1, Math.ceil(delayMs));
+    const delay = Math.min(Math.max(1, Math.ceil(delayMs)), MAX_TIMER_DELAY_MS);
     this.#timerDue = performance.now() + delay;
     this.#timer = setTimeout(this.#fire, delay);
-    this.#timer.unref();
+    // Re-armed only while an operation runs (from start() or for the time it has left).
+    if (!this.#keepAlive || this.#onExpire === undefined) this.#timer.unref();
   }
 }
