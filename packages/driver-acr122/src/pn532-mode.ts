@@ -20,6 +20,7 @@ import {
   type DriverContext,
   type PcscCard,
   type Pn53xReaderOptions,
+  pcscPortOf,
 } from '@tapline/core';
 import { Acr122PiccParameter, acr122PiccParameterCommand, parseAcr122PiccParameterResponse } from './apdu.js';
 import { ACR122_PN532, Acr122Link, acr122EscapeSend } from './link.js';
@@ -61,13 +62,7 @@ export async function openAcr122Pn532(
   context: DriverContext,
   options: Acr122Pn532Options,
 ): Promise<Pn53xReader> {
-  if (device.transport !== 'pcsc') {
-    throw new TaplineError(
-      ErrorCode.InvalidArgument,
-      `Driver ${options.driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
-    );
-  }
-  const port = device.port;
+  const port = pcscPortOf(device, options.driverId);
   const name = device.name;
   const logger = context.logger.child({ reader: name });
   const card = await port.connect({ share: 'direct', timeoutMs: STEP_TIMEOUT_MS });

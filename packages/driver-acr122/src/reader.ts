@@ -28,6 +28,7 @@ import {
   type PcscReaderPort,
   type TagInfo,
   iso15693UnsupportedError,
+  pcscPortOf,
 } from '@tapline/core';
 import {
   ACR122_GET_FIRMWARE,
@@ -124,13 +125,7 @@ export async function openAcr122Pcsc(
   context: DriverContext,
   options: Acr122PcscOptions,
 ): Promise<Acr122Reader> {
-  if (device.transport !== 'pcsc') {
-    throw new TaplineError(
-      ErrorCode.InvalidArgument,
-      `Driver ${options.driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
-    );
-  }
-  const port = device.port;
+  const port = pcscPortOf(device, options.driverId);
   const name = device.name;
   const logger = context.logger.child({ reader: name });
   const escape = new PcscEscape(port, { logger });

@@ -24,6 +24,7 @@ import {
   type PcscFeedbackContext,
   type PcscReaderPort,
   iso15693UnsupportedError,
+  pcscPortOf,
 } from '@tapline/core';
 import { Acr1252Escapes, Acr1252Led } from './escape.js';
 
@@ -110,13 +111,7 @@ export async function openAcr1252(
   context: DriverContext,
   options: Acr1252Options,
 ): Promise<Acr1252Reader> {
-  if (device.transport !== 'pcsc') {
-    throw new TaplineError(
-      ErrorCode.InvalidArgument,
-      `Driver ${options.driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
-    );
-  }
-  const port = device.port;
+  const port = pcscPortOf(device, options.driverId);
   const logger = context.logger.child({ reader: device.name });
   const escape = new PcscEscape(port, { logger });
   try {

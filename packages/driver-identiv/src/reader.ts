@@ -9,7 +9,6 @@ import {
   Capability,
   ErrorCode,
   PcscReader,
-  TaplineError,
   hasErrorCode,
   parseContactlessAtr,
   part3SessionFor,
@@ -20,6 +19,8 @@ import {
   type PcscExchangeContext,
   type PcscIdentifyContext,
   type TagInfo,
+  pcscPortOf,
+  type PcscReaderPort,
 } from '@tapline/core';
 import { IdentivEscapes, identivTunnelSend } from './escape.js';
 import { IdentivIso15693, type IdentivIso15693Path } from './iso15693.js';
@@ -57,13 +58,11 @@ export function openIdentiv(
   context: DriverContext,
   options: IdentivOpenOptions,
 ): Promise<PcscReader> {
-  if (device.transport !== 'pcsc') {
-    return Promise.reject(
-      new TaplineError(
-        ErrorCode.InvalidArgument,
-        `Driver ${options.driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
-      ),
-    );
+  let port: PcscReaderPort;
+  try {
+    port = pcscPortOf(device, options.driverId);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
   const name = device.name;
   const model = identivModelFromName(name);
@@ -124,7 +123,7 @@ export function openIdentiv(
     return session().iso15693(ctx.frame, { signal: ctx.signal });
   };
 
-  const reader = new PcscReader(device.port, context, {
+  const reader = new PcscReader(port, context, {
     driverId: options.driverId,
     capabilities: identivInitialCapabilities(model, path),
     maxCapabilities: IDENTIV_CAPABILITIES,

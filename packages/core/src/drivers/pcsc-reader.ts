@@ -399,6 +399,20 @@ function presenceKey(status: PcscReaderStatus): string | undefined {
 }
 
 /**
+ * The PC/SC port of `device`, for a driver's `open`: fails with `INVALID_ARGUMENT` naming `driverId` for a device of
+ * another transport (a driver forced onto the wrong one).
+ */
+export function pcscPortOf(device: AttachedDevice, driverId: string): PcscReaderPort {
+  if (device.transport !== 'pcsc') {
+    throw new TaplineError(
+      ErrorCode.InvalidArgument,
+      `Driver ${driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
+    );
+  }
+  return device.port;
+}
+
+/**
  * Opens a {@link PcscReader} on a PC/SC device: what the generic driver and the thin vendor drivers call from
  * `open`. Fails with `INVALID_ARGUMENT` for a device of another transport.
  */
@@ -407,15 +421,13 @@ export function openPcscReader(
   context: DriverContext,
   options: PcscReaderOptions,
 ): Promise<PcscReader> {
-  if (device.transport !== 'pcsc') {
-    return Promise.reject(
-      new TaplineError(
-        ErrorCode.InvalidArgument,
-        `Driver ${options.driverId} serves PC/SC readers only, not "${device.name}" (${device.transport}).`,
-      ),
-    );
+  let port: PcscReaderPort;
+  try {
+    port = pcscPortOf(device, options.driverId);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
-  const reader = new PcscReader(device.port, context, options);
+  const reader = new PcscReader(port, context, options);
   reader.start();
   return Promise.resolve(reader);
 }
